@@ -1,0 +1,54 @@
+"""labsupport: the plumbing shared by the chapters of *ML system design patterns, executable*.
+
+Modules, each named for what it gives:
+
+* ``servers``: run ASGI apps and child processes on 127.0.0.1, stop them for sure;
+* ``redis``: a real redis-server on a free port;
+* ``models``: seeded datasets, the book's models, ONNX export with a manifest;
+* ``apps``: a reusable model server (FastAPI + onnxruntime);
+* ``load``: closed- and open-loop load generators and a percentile summary;
+* ``plots`` and ``diagrams``: shared figures and generated architecture diagrams;
+* ``check``: interleaved measurements and claims that show their numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# One BLAS/OpenMP thread per process: servers, models and the load generator share two
+# cores, and oversubscribing them makes every timing noisy. Set before numpy loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from . import check, diagrams, load, models, plots, redis, servers  # noqa: E402
+from .check import claim, interleave, ratio  # noqa: E402
+from .servers import free_port, running, serve, start_process, stop_all  # noqa: E402
+
+__all__ = [
+    "check", "diagrams", "load", "models", "plots", "redis", "servers",
+    "claim", "interleave", "ratio", "free_port", "running", "serve", "start_process",
+    "stop_all", "setup", "workdir",
+]
+
+
+def workdir(chapter: str) -> Path:
+    """A scratch folder for one chapter's generated files (app modules, models, SQLite),
+    outside the repository; re-running a chapter overwrites what it wrote there."""
+    path = Path(tempfile.gettempdir()) / "mlsdp-lab" / chapter.replace("/", "-")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def setup(chapter: str) -> Path:
+    """The first cell of every chapter: quiet warnings, readable figures, and the
+    chapter's scratch folder (returned). Stops servers left by a previous run."""
+    import warnings
+
+    import matplotlib
+
+    warnings.filterwarnings("ignore", message=r".*prob[AB]_.*")
+    matplotlib.rcParams.update({"figure.dpi": 110, "figure.figsize": (6.4, 3.6),
+                                "axes.spines.top": False, "axes.spines.right": False})
+    stop_all()
+    return workdir(chapter)

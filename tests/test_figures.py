@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from labsupport import load, plots  # noqa: E402
+from labsupport.diagrams import Diagram  # noqa: E402
+
+
+def test_diagram_draws_every_node_and_edge() -> None:
+    d = Diagram("t").node("a", "A", 0, 0, kind="client").node("b", "B", 2, 0)
+    d.node("q", "Q", 2, -1.5, kind="queue").edge("a", "b", "call").edge("b", "q", dashed=True)
+    d.group("host", ["b", "q"])
+    fig = d.draw()
+    ax = fig.axes[0]
+    assert len(ax.patches) == 4  # three boxes and the group frame
+    assert len([t for t in ax.texts if t.get_text() == "call"]) == 1
+    assert {t.get_text() for t in ax.texts} >= {"A", "B", "Q", "host"}
+
+
+def test_diagram_rejects_unknown_nodes_and_kinds() -> None:
+    d = Diagram().node("a", "A", 0, 0)
+    with pytest.raises(KeyError, match="no node 'b'"):
+        d.edge("a", "b")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        d.node("c", "C", 1, 1, kind="cloud")
+
+
+def test_shared_plots_draw_the_data() -> None:
+    records = [load.Record(i, "", i * 0.01, i * 0.01, i * 0.01 + 0.002, 200 if i % 3 else 503)
+               for i in range(30)]
+    ax = plots.timeline(records, slo_ms=5)
+    assert len(ax.collections) == 2  # one scatter per status
+    ax = plots.latency_cdf({"a": [1, 2, 3], "b": [2, 3, 4]})
+    assert len(ax.get_legend().get_texts()) == 2
+    ax = plots.percentile_bars({"a": load.summarize(records)})
+    assert len(ax.patches) == 3
+    ax = plots.stacked_bars({"req": {"model": 0.1, "http": 0.9}})
+    assert len(ax.patches) == 2
+
+
+def test_claim_shows_the_numbers_either_way(capsys) -> None:
+    from labsupport import claim
+
+    claim(2 > 1, "two beats one", a=2.0, b=1)
+    assert "PASS: two beats one (a=2, b=1)" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match=r"FAIL: one beats two \(a=1\)"):
+        claim(1 > 2, "one beats two", a=1)

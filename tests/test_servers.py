@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import socket
+import sys
+import textwrap
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from labsupport import servers
+from labsupport.servers import PortInUseError, ServerStartError, serve, start_process, stop_all
+
+
+def tiny_app() -> FastAPI:
+    app = FastAPI(title="tiny")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+def refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def test_thread_server_answers_then_stops() -> None:
+    with serve(tiny_app(), name="tiny") as srv:
+        assert srv.url.startswith("http://127.0.0.1:")
+        assert httpx.get(srv.url + "/health").json() == {"status": "ok"}
+        assert "tiny" in servers.running()
+    assert refused(srv.url + "/health")
+    assert "tiny" not in servers.running()
+
+
+def test_same_name_replaces_the_previous_server() -> None:
+    first = serve(tiny_app(), name="again")
+    second = serve(tiny_app(), name="again")
+    try:
+        assert refused(first.url + "/health"), "re-running a cell must stop the old server"
+        assert httpx.get(second.url + "/health").status_code == 200
+    finally:
+        stop_all()
+
+
+def test_busy_port_gives_a_clear_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port {port} .* already in use"):
+            serve(tiny_app(), name="busy", port=port)
+
+
+def test_process_server_crosses_a_process_boundary(tmp_path) -> None:
+    (tmp_path / "pidapp.py").write_text(textwrap.dedent("""
+        import os
+        from fastapi import FastAPI
+        app = FastAPI()
+
+        @app.get("/health")
+        def health():
+            return {"pid": os.getpid(), "omp": os.environ.get("OMP_NUM_THREADS")}
+    """))
+    with serve("pidapp:app", mode="process", app_dir=tmp_path, name="pidapp") as srv:
+        body = httpx.get(srv.url + "/health").json()
+        assert body["pid"] == srv.pid != servers.os.getpid()
+        assert body["omp"] == "1"
+        proc = srv.process
+    assert proc is not None and not proc.alive and proc.returncode is not None
+
+
+def test_child_that_dies_at_start_shows_its_stderr(tmp_path) -> None:
+    (tmp_path / "broken.py").write_text("raise RuntimeError('model file is corrupt')\napp = None\n")
+    with pytest.raises(ServerStartError, match="model file is corrupt"):
+        serve("broken:app", mode="process", app_dir=tmp_path, name="broken", timeout=20)
+    assert "broken" not in servers.running()
+
+
+def test_process_mode_needs_an_import_string() -> None:
+    with pytest.raises(TypeError, match="import string"):
+        serve(tiny_app(), mode="process")
+
+
+def test_kill_and_stop_all_leave_nothing_running() -> None:
+    sleeper = start_process([sys.executable, "-c", "import time; time.sleep(60)"], name="sleeper")
+    other = start_process([sys.executable, "-c", "import time; time.sleep(60)"], name="other")
+    assert sleeper.alive and other.alive
+    sleeper.kill()
+    assert not sleeper.alive and sleeper.returncode == -9
+    assert set(stop_all()) >= {"sleeper", "other"}
+    assert not other.alive and servers.running() == {}
+
+
+def test_process_log_is_readable() -> None:
+    proc = start_process([sys.executable, "-c", "print('hello from the child')"], name="hello")
+    proc.popen.wait(timeout=10)
+    assert "hello from the child" in proc.log()
+    proc.stop()
