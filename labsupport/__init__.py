@@ -42,7 +42,8 @@ def workdir(chapter: str) -> Path:
 
 def setup(chapter: str) -> Path:
     """The first cell of every chapter: quiet warnings, readable figures, and the
-    chapter's scratch folder (returned). Stops servers left by a previous run."""
+    chapter's scratch folder (returned). Stops servers left by a previous run, and
+    starts recording the chapter's claims for the summary pages."""
     import warnings
 
     import matplotlib
@@ -51,4 +52,5 @@ def setup(chapter: str) -> Path:
     matplotlib.rcParams.update({"figure.dpi": 110, "figure.figsize": (6.4, 3.6),
                                 "axes.spines.top": False, "axes.spines.right": False})
     stop_all()
+    check.start_chapter(chapter)
     return workdir(chapter)

@@ -3,8 +3,13 @@ ratios with the numbers shown. Introduced in *serving/synchronous*."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
+
+_chapter: str | None = None
 
 
 def interleave(arms: Mapping[str, Callable[[], Any]], rounds: int = 3) -> dict[str, list[Any]]:
@@ -34,5 +39,43 @@ def claim(condition: bool, statement: str, **measured: float) -> None:
     shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in measured.items())
     line = f"{'PASS' if condition else 'FAIL'}: {statement} ({shown})"
+    _record(statement, bool(condition), measured)
     assert condition, line
     print(line)
+
+
+def results_dir() -> Path:
+    """Where chapters leave their claims and measured values for the summary pages."""
+    from . import workdir
+
+    return workdir("results")
+
+
+def start_chapter(chapter: str) -> None:
+    """Forget the chapter's earlier claims; :func:`claim` records the new ones."""
+    global _chapter
+    _chapter = chapter
+    path = results_dir() / (chapter.replace("/", "-") + ".json")
+    path.unlink(missing_ok=True)
+
+
+def _record(statement: str, passed: bool, measured: Mapping[str, Any]) -> None:
+    if _chapter is None:
+        return
+    path = results_dir() / (_chapter.replace("/", "-") + ".json")
+    data = json.loads(path.read_text()) if path.exists() else {"chapter": _chapter, "claims": []}
+    data["claims"].append({
+        "statement": statement, "passed": passed, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "measured": {k: (float(v) if isinstance(v, int | float) else str(v))
+                     for k, v in measured.items()},
+    })
+    path.write_text(json.dumps(data, indent=1))
+
+
+def chapter_results() -> dict[str, dict]:
+    """Every chapter's recorded claims, by chapter (e.g. ``"serving/web-single"``)."""
+    out = {}
+    for path in sorted(results_dir().glob("*.json")):
+        data = json.loads(path.read_text())
+        out[data["chapter"]] = data
+    return out

@@ -49,3 +49,19 @@ def test_claim_shows_the_numbers_either_way(capsys) -> None:
     assert "PASS: two beats one (a=2, b=1)" in capsys.readouterr().out
     with pytest.raises(AssertionError, match=r"FAIL: one beats two \(a=1\)"):
         claim(1 > 2, "one beats two", a=1)
+
+
+def test_claims_are_recorded_per_chapter() -> None:
+    from labsupport import check, claim
+
+    check.start_chapter("test/recording")
+    claim(True, "recorded", ratio=3.5)
+    with pytest.raises(AssertionError):
+        claim(False, "also recorded when it fails", ratio=0.5)
+    data = check.chapter_results()["test/recording"]
+    assert [(c["statement"], c["passed"]) for c in data["claims"]] == [
+        ("recorded", True), ("also recorded when it fails", False)]
+    assert data["claims"][0]["measured"] == {"ratio": 3.5}
+    check.start_chapter("test/recording")
+    assert "test/recording" not in check.chapter_results()
+    check._chapter = None
