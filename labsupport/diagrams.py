@@ -26,7 +26,7 @@ KINDS = {
     "model": ("#dcfce7", "#15803d", "round,pad=0.08,rounding_size=0.08"),
     "worker": ("#fef3c7", "#b45309", "round,pad=0.08,rounding_size=0.08"),
     "store": ("#fee2e2", "#b91c1c", "round,pad=0.08,rounding_size=0.3"),
-    "queue": ("#ffedd5", "#c2410c", "sawtooth,pad=0.08,tooth_size=0.08"),
+    "queue": ("#ffedd5", "#c2410c", "round4,pad=0.08,rounding_size=0.15"),
     "group": ("none", "#94a3b8", "round,pad=0.1,rounding_size=0.1"),
 }
 
@@ -123,7 +123,7 @@ class Diagram:
                 # a bent arrow's midpoint sits off the straight line: follow it
                 dx, dy = b.x - a.x, b.y - a.y
                 mx, my = mx + style["bend"] * dy / 2, my - style["bend"] * dx / 2
-                if abs(dy) < 1e-9:  # a horizontal arrow: write above it, not on it
+                if abs(dy) < 1e-9 and not style["bend"]:  # straight across: write above it
                     my += 0.17
                 ax.text(mx, my, label, ha="center", va="center", fontsize=7.5,
                         color=style["colour"], zorder=4,

@@ -41,6 +41,7 @@ class Record:
     status: int
     error: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # from X-<Name>-Time-Ms headers
+    body: Any = None  # the decoded JSON answer, when asked for with keep_body=True
 
     @property
     def latency_ms(self) -> float:
@@ -86,7 +87,7 @@ def _payload_at(payloads: Sequence[Payload] | Callable[[int], Payload] | None, i
 
 
 async def _send(client: httpx.AsyncClient, url: str, body: Payload, index: int, tag: str,
-                scheduled: float | None = None) -> Record:
+                scheduled: float | None = None, keep_body: bool = False) -> Record:
     start = time.perf_counter()
     scheduled = start if scheduled is None else scheduled
     try:
@@ -95,8 +96,14 @@ async def _send(client: httpx.AsyncClient, url: str, body: Payload, index: int, 
         else:
             response = await client.post(url, json=body)
         end = time.perf_counter()
+        kept = None
+        if keep_body:
+            try:
+                kept = response.json()
+            except ValueError:
+                kept = response.text
         return Record(index, tag, scheduled, start, end, response.status_code,
-                      timings=server_timings(response.headers))
+                      timings=server_timings(response.headers), body=kept)
     except httpx.HTTPError as error:
         return Record(index, tag, scheduled, start, time.perf_counter(), 0,
                       error=type(error).__name__)
@@ -104,8 +111,10 @@ async def _send(client: httpx.AsyncClient, url: str, body: Payload, index: int, 
 
 async def aclosed_loop(url: str, payloads: Sequence[Payload] | Callable[[int], Payload] | None,
                        *, n: int, concurrency: int = 1, timeout: float = 10.0,
-                       tag: str = "", max_seconds: float = 120.0) -> list[Record]:
-    """Send ``n`` requests from ``concurrency`` workers, each waiting for its answer."""
+                       tag: str = "", max_seconds: float = 120.0,
+                       keep_body: bool = False) -> list[Record]:
+    """Send ``n`` requests from ``concurrency`` workers, each waiting for its answer.
+    ``keep_body=True`` keeps each decoded answer in ``Record.body``."""
     _loopback_only(url)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     records: list[Record] = []
@@ -116,7 +125,8 @@ async def aclosed_loop(url: str, payloads: Sequence[Payload] | Callable[[int], P
             for i in counter:
                 if time.perf_counter() > deadline:
                     return
-                records.append(await _send(client, url, _payload_at(payloads, i), i, tag))
+                records.append(await _send(client, url, _payload_at(payloads, i), i, tag,
+                                           keep_body=keep_body))
 
         await asyncio.gather(*(user() for _ in range(concurrency)))
     return sorted(records, key=lambda r: r.index)
@@ -125,12 +135,13 @@ async def aclosed_loop(url: str, payloads: Sequence[Payload] | Callable[[int], P
 async def aopen_loop(url: str, payloads: Sequence[Payload] | Callable[[int], Payload] | None,
                      *, rate: float, duration: float, timeout: float = 5.0, tag: str = "",
                      poisson: bool = False, seed: int = 0,
-                     max_in_flight: int = 512) -> list[Record]:
+                     max_in_flight: int = 512, keep_body: bool = False) -> list[Record]:
     """Schedule ``rate`` requests per second for ``duration`` seconds, answered or not.
 
     ``poisson=True`` draws exponential gaps (seeded) instead of even spacing. Requests
     that would exceed ``max_in_flight`` open connections are recorded as status 0,
-    ``error="client-overload"``, instead of silently waiting.
+    ``error="client-overload"``, instead of silently waiting. ``keep_body=True`` keeps
+    each decoded answer in ``Record.body``.
     """
     _loopback_only(url)
     count = int(rate * duration)
@@ -147,7 +158,8 @@ async def aopen_loop(url: str, payloads: Sequence[Payload] | Callable[[int], Pay
         nonlocal in_flight
         in_flight += 1
         try:
-            records.append(await _send(client, url, _payload_at(payloads, i), i, tag, scheduled))
+            records.append(await _send(client, url, _payload_at(payloads, i), i, tag, scheduled,
+                                       keep_body))
         finally:
             in_flight -= 1
 
@@ -243,6 +255,7 @@ def to_frame(records: Sequence[Record]) -> Any:
     rows = []
     for record in records:
         row = asdict(record)
+        row.pop("body")
         for name, value in row.pop("timings").items():
             row[f"{name}_ms"] = value
         rows.append(row)

@@ -82,3 +82,10 @@ def test_server_timing_headers_are_parsed() -> None:
     timings = load.server_timings({"X-Model-Time-Ms": "0.25", "x-app-time-ms": "1.5",
                                    "x-bad-time-ms": "n/a", "content-type": "json"})
     assert timings == {"model": 0.25, "app": 1.5}
+
+
+def test_bodies_are_kept_on_request(slow_server) -> None:
+    records = load.closed_loop(slow_server.url + "/work", lambda i: {"i": i}, n=3,
+                               keep_body=True)
+    assert [r.body for r in records] == [{"echo": 0}, {"echo": 1}, {"echo": 2}]
+    assert load.closed_loop(slow_server.url + "/work", [{"i": 0}], n=1)[0].body is None

@@ -103,3 +103,23 @@ def test_process_log_is_readable() -> None:
     proc.popen.wait(timeout=10)
     assert "hello from the child" in proc.log()
     proc.stop()
+
+
+def test_wait_for_reports_a_dead_process() -> None:
+    proc = start_process([sys.executable, "-c", "print('about to fail'); raise SystemExit(3)"],
+                         name="dies")
+    with pytest.raises(ServerStartError, match="(?s)exited with code 3.*about to fail"):
+        servers.wait_for(lambda: False, timeout=10, process=proc, what="readiness")
+    proc.stop()
+    with pytest.raises(TimeoutError, match="never did not hold"):
+        servers.wait_for(lambda: False, timeout=0.1, what="never")
+
+
+def test_nice_lowers_the_child_priority() -> None:
+    import os
+
+    proc = start_process([sys.executable, "-c", "import os; print(os.nice(0))"], name="nice",
+                         nice=7)
+    proc.popen.wait(timeout=10)
+    assert proc.log().strip() == str(os.nice(0) + 7)
+    proc.stop()
