@@ -49,3 +49,20 @@ def test_missing_model_file_fails_at_start_with_the_reason(tmp_path) -> None:
     with pytest.raises(ServerStartError, match="does not exist"):
         serve("labsupport.apps:create_model_app", factory=True, mode="process",
               env={"MODEL_PATH": str(tmp_path / "missing.onnx")}, name="no-model")
+
+
+def test_app_time_header_is_added_by_the_middleware() -> None:
+    from fastapi import FastAPI
+
+    from labsupport.apps import AppTimeMiddleware
+
+    app = FastAPI()
+    app.add_middleware(AppTimeMiddleware)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {}
+
+    with serve(app, name="timed") as srv:
+        response = httpx.get(srv.url + "/health")
+    assert 0 < float(response.headers["x-app-time-ms"]) < 1000
