@@ -76,10 +76,26 @@ class Diagram:
         self.groups.append((label, keys))
         return self
 
+    def _label_position(self, source: str, target: str, bend: float) -> tuple[float, float]:
+        """The middle of the arrow: on the straight line, or on the arc of a bent one
+        (matplotlib's arc3 puts the control point ``bend`` x the length off the line)."""
+        a, b = self.nodes[source], self.nodes[target]
+        dx, dy = b.x - a.x, b.y - a.y
+        mx, my = (a.x + b.x) / 2 + bend * dy / 2, (a.y + b.y) / 2 - bend * dx / 2
+        if abs(dy) < 1e-9 and not bend:  # straight across: write above the arrow
+            my += 0.17
+        return mx, my
+
     def draw(self, *, scale: float = 1.1) -> Any:
         """Render and return the matplotlib figure."""
         xs = [n.x for n in self.nodes.values()]
         ys = [n.y for n in self.nodes.values()]
+        for source, target, _, style in self.edges:  # a bent arrow can leave the boxes' span
+            if style["bend"]:
+                mx, my = self._label_position(source, target, style["bend"])
+                middle = (self.nodes[source].y + self.nodes[target].y) / 2
+                xs.append(mx)
+                ys.append(my + (0.25 if my >= middle else -0.25))
         widths = [n.width for n in self.nodes.values()]
         heights = [n.height for n in self.nodes.values()]
         pad_x = max(widths) / 2 + 0.35
@@ -119,12 +135,7 @@ class Diagram:
                             "patchA": patches[source], "patchB": patches[target],
                             "connectionstyle": f"arc3,rad={style['bend']}"})
             if label:
-                mx, my = (a.x + b.x) / 2, (a.y + b.y) / 2
-                # a bent arrow's midpoint sits off the straight line: follow it
-                dx, dy = b.x - a.x, b.y - a.y
-                mx, my = mx + style["bend"] * dy / 2, my - style["bend"] * dx / 2
-                if abs(dy) < 1e-9 and not style["bend"]:  # straight across: write above it
-                    my += 0.17
+                mx, my = self._label_position(source, target, style["bend"])
                 ax.text(mx, my, label, ha="center", va="center", fontsize=7.5,
                         color=style["colour"], zorder=4,
                         bbox={"fc": "white", "ec": "none", "alpha": 0.85, "pad": 1})
