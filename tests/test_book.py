@@ -47,3 +47,10 @@ def test_book_builds_without_warnings(tmp_path: Path) -> None:
     assert (html / "index.html").exists()
     for rel in toc_files():
         assert (html / f"{rel}.html").exists(), f"{rel}.html was not built"
+
+
+def test_the_intro_map_links_every_chapter() -> None:
+    intro = (ROOT / "book" / "intro.md").read_text()
+    for rel in toc_files():
+        if rel.startswith("notebooks/") and "/summaries/" not in rel:
+            assert f"<../{rel}>" in intro, f"book/intro.md does not link {rel}"
