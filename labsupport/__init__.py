@@ -21,12 +21,25 @@ from pathlib import Path
 # cores, and oversubscribing them makes every timing noisy. Set before numpy loads.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from . import check, diagrams, load, models, plots, redis, servers  # noqa: E402
+import importlib  # noqa: E402
+from typing import Any  # noqa: E402
+
+from . import check, servers  # noqa: E402
 from .check import claim, interleave, ratio  # noqa: E402
 from .servers import free_port, running, serve, start_process, stop_all  # noqa: E402
 
+# The other modules load on first use (``lab.plots``...): a server child process that
+# imports ``labsupport.apps`` should not pay for matplotlib or pandas at start-up.
+_LAZY = {"apps", "diagrams", "load", "models", "plots", "redis"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
-    "check", "diagrams", "load", "models", "plots", "redis", "servers",
+    "apps", "check", "diagrams", "load", "models", "plots", "redis", "servers",
     "claim", "interleave", "ratio", "free_port", "running", "serve", "start_process",
     "stop_all", "setup", "workdir",
 ]

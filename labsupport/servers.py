@@ -55,6 +55,9 @@ def free_port() -> int:
 def port_is_free(port: int) -> bool:
     """True when nothing listens on ``127.0.0.1:port`` and it can be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as uvicorn does: connections of a stopped server lingering in TIME_WAIT must not
+        # count as "in use", while a listening socket still does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:

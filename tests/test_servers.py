@@ -123,3 +123,22 @@ def test_nice_lowers_the_child_priority() -> None:
     proc.popen.wait(timeout=10)
     assert proc.log().strip() == str(os.nice(0) + 7)
     proc.stop()
+
+
+def test_a_stopped_server_port_can_be_reused_at_once() -> None:
+    first = serve(tiny_app(), name="reuse")
+    port = first.port
+    httpx.get(first.url + "/health")  # leaves a connection to close (TIME_WAIT)
+    first.stop()
+    with serve(tiny_app(), name="reuse", port=port) as again:
+        assert again.port == port and httpx.get(again.url + "/health").status_code == 200
+
+
+def test_server_children_do_not_import_the_plotting_stack() -> None:
+    import subprocess
+
+    code = ("import sys, labsupport.apps; "
+            "print(sorted(m for m in ('matplotlib', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=servers.child_env(), timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
