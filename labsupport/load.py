@@ -217,6 +217,15 @@ def open_loop(url: str, payloads: Sequence[Payload] | Callable[[int], Payload] |
     return run_async(lambda: aopen_loop(url, payloads, **kwargs))
 
 
+def zipf_indices(n_items: int, s: float, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` item indices in ``[0, n_items)`` where rank ``k`` is drawn with probability
+    proportional to ``1 / k**s``: a few popular items and a long tail, as real traffic
+    often has. Larger ``s`` means more skew. Seeded. Introduced in
+    *serving/prediction-cache*."""
+    weights = 1.0 / np.arange(1, n_items + 1) ** s
+    return np.random.default_rng(seed).choice(n_items, size=n, p=weights / weights.sum())
+
+
 def latencies_ms(records: Sequence[Record], *, ok_only: bool = True) -> np.ndarray:
     """Latencies in milliseconds, of the successful requests by default."""
     return np.array([r.latency_ms for r in records if r.ok or not ok_only], dtype=float)

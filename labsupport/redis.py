@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import redis as redis_client
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .servers import _RUNNING, HOST, Process, ServerStartError, _replace, free_port, start_process
 
@@ -109,9 +111,10 @@ class RedisServer:
         """SHUTDOWN NOSAVE, then make sure the process is gone."""
         if self.process.alive:
             try:
-                self.client(socket_timeout=2).shutdown(nosave=True)
+                # no retries: the server closing the connection is the expected answer
+                self.client(socket_timeout=2, retry=Retry(NoBackoff(), 0)).shutdown(nosave=True)
             except redis_client.RedisError:
-                pass  # the server closes the connection as it shuts down
+                pass
         self.process.stop(grace=3)
         if _RUNNING.get(self.name) is self:
             del _RUNNING[self.name]

