@@ -181,6 +181,16 @@ async def aopen_loop(url: str, payloads: Sequence[Payload] | Callable[[int], Pay
     return sorted(records, key=lambda r: r.index)
 
 
+async def aopen_loops(streams: Mapping[str, tuple[str, Any, float]], *, duration: float,
+                      **kwargs: Any) -> dict[str, list[Record]]:
+    """Several open-loop streams at once, ``{tag: (url, payloads, rate)}``: e.g. traffic
+    to two models sharing a server. Each stream's records carry its tag."""
+    tags = list(streams)
+    runs = [aopen_loop(url, payloads, rate=rate, duration=duration, tag=tag, **kwargs)
+            for tag, (url, payloads, rate) in streams.items()]
+    return dict(zip(tags, await asyncio.gather(*runs), strict=True))
+
+
 def run_async(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
     """Run a coroutine to completion from sync code, even inside Jupyter's running loop
     (it then runs in a helper thread with its own loop)."""
@@ -224,6 +234,12 @@ def zipf_indices(n_items: int, s: float, n: int, seed: int = 0) -> np.ndarray:
     *serving/prediction-cache*."""
     weights = 1.0 / np.arange(1, n_items + 1) ** s
     return np.random.default_rng(seed).choice(n_items, size=n, p=weights / weights.sum())
+
+
+def open_loops(streams: Mapping[str, tuple[str, Any, float]], *, duration: float,
+               **kwargs: Any) -> dict[str, list[Record]]:
+    """Blocking :func:`aopen_loops`. Introduced in *serving/microservice-horizontal*."""
+    return run_async(lambda: aopen_loops(streams, duration=duration, **kwargs))
 
 
 def latencies_ms(records: Sequence[Record], *, ok_only: bool = True) -> np.ndarray:

@@ -50,6 +50,16 @@ class Dataset:
     def n_features(self) -> int:
         return self.X_train.shape[1]
 
+    @classmethod
+    def train_only(cls, name: str, X: np.ndarray, y: np.ndarray, feature_names: list[str],
+                   target_names: list[str], units: dict[str, str] | None = None) -> Dataset:
+        """Training rows without a test split: what :func:`export_model` needs for a model
+        trained on data a chapter built itself. Introduced in
+        *serving/microservice-vertical*."""
+        X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        return cls(name, X, X[:0], y, y[:0], list(feature_names), list(target_names),
+                   units or {})
+
     def sha256(self) -> str:
         """Fingerprint of the training data, recorded in model manifests."""
         digest = hashlib.sha256()
@@ -78,6 +88,26 @@ def iris(test_size: float = 0.25, seed: int = SEED) -> Dataset:
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     return _split("iris", raw.data, raw.target, names, list(raw.target_names), test_size, seed,
                   {n: "cm" for n in names})
+
+
+def wine(test_size: float = 0.25, seed: int = SEED) -> Dataset:
+    """Wine (178 x 13, shipped with scikit-learn): chemical analysis of three cultivars."""
+    from sklearn.datasets import load_wine
+
+    raw = load_wine()
+    return _split("wine", raw.data, raw.target, list(raw.feature_names),
+                  [str(t) for t in raw.target_names], test_size, seed)
+
+
+def resample(X: np.ndarray, y: np.ndarray, n: int, noise: float = 0.15,
+             seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows drawn from ``(X, y)`` with Gaussian noise of scale ``noise`` added: a
+    denser training set, e.g. to give a kNN on iris thousands of reference rows (and a
+    real cost). Seeded. Introduced in *serving/microservice-vertical*."""
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(X), n)
+    noisy = np.asarray(X)[pick] + rng.normal(0, noise, (n, np.asarray(X).shape[1]))
+    return noisy.astype(np.float32), np.asarray(y)[pick]
 
 
 def synth3(n_train: int = 6000, n_test: int = 2000, seed: int = SEED) -> Dataset:

@@ -34,6 +34,10 @@ from typing import Any
 import httpx
 
 HOST = "127.0.0.1"
+# Idle keep-alive connections live longer on our servers (uvicorn's default: 5 s) than in
+# httpx's client pools (5 s): otherwise a proxy can reuse a connection at the very moment
+# the server closes it, and a request fails for no reason of the pattern's.
+KEEP_ALIVE_S = 30
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -331,7 +335,8 @@ def _serve_thread(app: Any, name: str, port: int, factory: bool, app_dir: str | 
     if app_dir and str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
     config = uvicorn.Config(app, host=HOST, port=port, factory=factory, log_level=log_level,
-                            timeout_graceful_shutdown=2, lifespan="auto")
+                            timeout_graceful_shutdown=2, timeout_keep_alive=KEEP_ALIVE_S,
+                            lifespan="auto")
     userver = uvicorn.Server(config)
     failure: list[BaseException] = []
 
@@ -371,6 +376,7 @@ def _serve_process(app: str, name: str, port: int, factory: bool,
         chosen = port or free_port()
         args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(chosen),
                 "--log-level", log_level, "--timeout-graceful-shutdown", "2",
+                "--timeout-keep-alive", str(KEEP_ALIVE_S),
                 "--workers", str(workers)]
         if factory:
             args.append("--factory")

@@ -99,3 +99,12 @@ def test_zipf_indices_are_seeded_and_skewed() -> None:
     assert counts[0] > counts[9] > counts[99]
     flat = load.zipf_indices(100, 0.0, 2000, seed=3)
     assert len(set(flat.tolist())) > len(set(a.tolist()))
+
+
+def test_open_loops_run_streams_side_by_side(slow_server) -> None:
+    runs = load.open_loops({"a": (slow_server.url + "/work", [{"i": 1}], 20),
+                            "b": (slow_server.url + "/work", [{"i": 2}], 10)}, duration=0.5)
+    assert {k: len(v) for k, v in runs.items()} == {"a": 10, "b": 5}
+    assert all(r.tag == "a" for r in runs["a"]) and all(r.ok for r in runs["b"])
+    starts = [min(r.scheduled for r in v) for v in runs.values()]
+    assert abs(starts[0] - starts[1]) < 0.1  # concurrently, not one after the other

@@ -64,3 +64,17 @@ def test_heavy_knn_cost_and_quality_grow_with_reference_rows() -> None:
     assert acc_large > acc_small > logreg
     with pytest.raises(ValueError, match="exceeds"):
         models.heavy_knn(10_000, data)
+
+
+def test_resample_and_train_only_datasets() -> None:
+    data = models.iris()
+    X, y = models.resample(data.X_train, data.y_train, 500, noise=0.1, seed=1)
+    X2, _ = models.resample(data.X_train, data.y_train, 500, noise=0.1, seed=1)
+    assert X.shape == (500, 4) and X.dtype == np.float32 and np.array_equal(X, X2)
+    assert set(np.unique(y)) <= set(np.unique(data.y_train))
+    assert np.abs(X - data.X_train.mean(axis=0)).max() < 10
+    dense = models.Dataset.train_only("dense-iris", X, y, data.feature_names,
+                                      data.target_names, data.units)
+    assert len(dense.X_test) == 0 and dense.n_features == 4
+    wine = models.wine()
+    assert wine.n_features == 13 and len(wine.target_names) == 3
