@@ -84,7 +84,8 @@ def child_env(extra: Mapping[str, str] | None = None, app_dir: str | Path | None
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
-    env["MLSDP_LAB"] = "1"  # marks our children, so the test suite can prove none is left
+    # marks our children, so a test run can prove it left none behind (its own run id)
+    env["MLSDP_LAB"] = os.environ.get("MLSDP_LAB_RUN", "1")
     paths = [str(app_dir)] if app_dir else []
     paths.append(_PACKAGE_PARENT)
     if env.get("PYTHONPATH"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import psutil
@@ -11,15 +12,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # One id per test run, inherited by xdist workers, kernels and their children: the
+    # leftover check below then sees this run's processes only, not another run's.
+    if not hasattr(config, "workerinput"):
+        os.environ.setdefault("MLSDP_LAB_RUN", f"test-{uuid.uuid4().hex[:12]}")
+
+
 def leftover_lab_processes() -> list[psutil.Process]:
-    """Processes started by labsupport (their environment carries MLSDP_LAB=1)."""
+    """Processes that labsupport started during this test run (MLSDP_LAB=<run id>)."""
+    run_id = os.environ.get("MLSDP_LAB_RUN", "1")
     found = []
     me = os.getpid()
     for proc in psutil.process_iter(["pid", "status"]):
         if proc.info["pid"] == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
-            if proc.environ().get("MLSDP_LAB") == "1":
+            if proc.environ().get("MLSDP_LAB") == run_id:
                 found.append(proc)
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
@@ -29,7 +38,7 @@ def leftover_lab_processes() -> list[psutil.Process]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(session.config, "workerinput"):
         return  # an xdist worker: the controller checks once everything has finished
-    if os.environ.get("MLSDP_LAB") == "1":
+    if os.environ.get("MLSDP_LAB"):
         return  # pytest itself runs inside a lab process (tests of the tests)
     leftovers = leftover_lab_processes()
     if leftovers:

@@ -142,3 +142,13 @@ def test_server_children_do_not_import_the_plotting_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=servers.child_env(), timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_children_carry_this_run_id() -> None:
+    import os
+
+    proc = start_process([sys.executable, "-c", "import os; print(os.environ['MLSDP_LAB'])"],
+                         name="run-id")
+    proc.popen.wait(timeout=10)
+    assert proc.log().strip() == os.environ["MLSDP_LAB_RUN"]
+    proc.stop()
