@@ -30,11 +30,13 @@ def ratio(numerator: float, denominator: float) -> float:
     return float("inf") if denominator == 0 else numerator / denominator
 
 
-def claim(condition: bool, statement: str, **measured: float) -> None:
-    """Assert ``condition`` and print the statement with the measured values.
+def claim(condition: bool, statement: str, **measured: float) -> bool:
+    """Assert ``condition``, print the statement with the measured values, record it for
+    the summary pages, and return True.
 
     On failure, the assertion message carries the same values, so a failing CI run
-    says what was measured, not just that something was false.
+    says what was measured, not just that something was false. Chapters write
+    ``assert lab.claim(...)`` so that a reader sees the assertion where it is made.
     """
     shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in measured.items())
@@ -42,6 +44,7 @@ def claim(condition: bool, statement: str, **measured: float) -> None:
     _record(statement, bool(condition), measured)
     assert condition, line
     print(line)
+    return True
 
 
 def results_dir() -> Path:

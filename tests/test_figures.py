@@ -45,7 +45,7 @@ def test_shared_plots_draw_the_data() -> None:
 def test_claim_shows_the_numbers_either_way(capsys) -> None:
     from labsupport import claim
 
-    claim(2 > 1, "two beats one", a=2.0, b=1)
+    assert claim(2 > 1, "two beats one", a=2.0, b=1) is True
     assert "PASS: two beats one (a=2, b=1)" in capsys.readouterr().out
     with pytest.raises(AssertionError, match=r"FAIL: one beats two \(a=1\)"):
         claim(1 > 2, "one beats two", a=1)
