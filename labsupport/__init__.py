@@ -14,6 +14,7 @@ Modules, each named for what it gives:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,10 +48,29 @@ __all__ = [
 
 def workdir(chapter: str) -> Path:
     """A scratch folder for one chapter's generated files (app modules, models, SQLite),
-    outside the repository; re-running a chapter overwrites what it wrote there."""
-    path = Path(tempfile.gettempdir()) / "mlsdp-lab" / chapter.replace("/", "-")
+    outside the repository. One per kernel process, so two runs of the same chapter at
+    once (a reader and the book build, say) never overwrite each other's files;
+    re-running a chapter in the same kernel reuses it. Folders of kernels that have
+    exited are removed."""
+    root = Path(tempfile.gettempdir()) / "mlsdp-lab"
+    stem = chapter.replace("/", "-")
+    for old in root.glob(f"{stem}-pid*"):
+        pid = old.name.rsplit("-pid", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    path = root / f"{stem}-pid{os.getpid()}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def setup(chapter: str) -> Path:

@@ -184,10 +184,13 @@ async def aopen_loop(url: str, payloads: Sequence[Payload] | Callable[[int], Pay
 async def aopen_loops(streams: Mapping[str, tuple[str, Any, float]], *, duration: float,
                       **kwargs: Any) -> dict[str, list[Record]]:
     """Several open-loop streams at once, ``{tag: (url, payloads, rate)}``: e.g. traffic
-    to two models sharing a server. Each stream's records carry its tag."""
+    to two models sharing a server. Each stream's records carry its tag; with
+    ``poisson=True`` stream ``i`` uses ``seed + i``, so streams do not arrive in lockstep."""
     tags = list(streams)
-    runs = [aopen_loop(url, payloads, rate=rate, duration=duration, tag=tag, **kwargs)
-            for tag, (url, payloads, rate) in streams.items()]
+    seed = kwargs.pop("seed", 0)
+    runs = [aopen_loop(url, payloads, rate=rate, duration=duration, tag=tag, seed=seed + i,
+                       **kwargs)
+            for i, (tag, (url, payloads, rate)) in enumerate(streams.items())]
     return dict(zip(tags, await asyncio.gather(*runs), strict=True))
 
 

@@ -25,7 +25,16 @@ import redis as redis_client
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .servers import _RUNNING, HOST, Process, ServerStartError, _replace, free_port, start_process
+from .servers import (
+    _RUNNING,
+    HOST,
+    Process,
+    ServerStartError,
+    _replace,
+    free_port,
+    listens_on,
+    start_process,
+)
 
 
 class RedisNotFoundError(RuntimeError):
@@ -151,12 +160,17 @@ def redis_server(*, name: str = "redis", maxmemory: str | None = None,
         while time.monotonic() < deadline and proc.alive:
             try:
                 if server.client(socket_timeout=0.5).ping():
+                    if listens_on(proc.pid, port) is False:
+                        break  # another process's server took the port first: not ours
                     _RUNNING[name] = server
                     return server
             except redis_client.RedisError:
                 time.sleep(0.02)
+        taken = proc.alive  # answered PING, yet not from our process
         log = proc.log(tail=20)
         proc.stop()
+        if taken:
+            log += "\naddress already in use (by another process)"
         if "address already in use" not in log.lower() or attempt == 2:
             raise ServerStartError(f"{binary} did not answer PING on port {port}. Output:\n{log}")
     raise AssertionError("unreachable")

@@ -78,6 +78,18 @@ def _check_port(port: int) -> None:
         )
 
 
+def listens_on(pid: int, port: int) -> bool | None:
+    """True if process ``pid`` holds the listening socket on ``port``; None if the system
+    will not say (then nobody can tell, and the caller trusts the health check)."""
+    try:
+        import psutil
+
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except Exception:
+        return None
+    return any(c.status == "LISTEN" and c.laddr and c.laddr.port == port for c in connections)
+
+
 def child_env(extra: Mapping[str, str] | None = None, app_dir: str | Path | None = None) -> dict:
     """Environment for a child process: one BLAS/ONNX thread, unbuffered output, and
     ``labsupport`` (plus ``app_dir``) importable even from a plain clone."""
@@ -390,9 +402,14 @@ def _serve_process(app: str, name: str, port: int, factory: bool,
                 wait_http(server.url + health, timeout=timeout, process=proc)
             else:
                 _wait_tcp(chosen, timeout, proc)
+            if listens_on(proc.pid, chosen) is False:
+                # Another process took the port between our choice and the child's bind,
+                # and answered the health check: that server is not ours.
+                raise ServerStartError(f"port {chosen} was taken by another process: "
+                                       "address already in use")
             return server
-        except ServerStartError:
-            log = proc.log()
+        except ServerStartError as error:
+            log = proc.log() + str(error)
             proc.stop()
             _RUNNING.pop(name, None)
             if "address already in use" in log.lower() and attempt + 1 < attempts:

@@ -152,3 +152,37 @@ def test_children_carry_this_run_id() -> None:
     proc.popen.wait(timeout=10)
     assert proc.log().strip() == os.environ["MLSDP_LAB_RUN"]
     proc.stop()
+
+
+def test_a_foreign_server_on_the_chosen_port_is_not_taken_for_ours(monkeypatch, tmp_path) -> None:
+    # Another process grabs the port we picked and even answers /health: serve() must
+    # notice the server is not its child and try another port.
+    foreign = serve(tiny_app(), name="foreign")
+    ports = iter([foreign.port])
+    real_free_port = servers.free_port
+    monkeypatch.setattr(servers, "free_port", lambda: next(ports, None) or real_free_port())
+    (tmp_path / "mine.py").write_text(
+        "import os\nfrom fastapi import FastAPI\napp = FastAPI()\n"
+        "@app.get('/health')\ndef health():\n    return {'pid': os.getpid()}\n")
+    try:
+        with serve("mine:app", mode="process", app_dir=tmp_path, name="mine") as mine:
+            assert mine.port != foreign.port
+            assert httpx.get(mine.url + "/health").json()["pid"] == mine.pid
+            assert servers.listens_on(mine.pid, mine.port) is True
+    finally:
+        foreign.stop()
+
+
+def test_workdir_is_per_kernel_and_cleans_up_after_dead_ones(tmp_path, monkeypatch) -> None:
+    import os
+    import tempfile
+
+    import labsupport
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    dead = tmp_path / "mlsdp-lab" / "serving-x-pid999999999"
+    dead.mkdir(parents=True)
+    path = labsupport.workdir("serving/x")
+    assert path.name == f"serving-x-pid{os.getpid()}" and path.is_dir()
+    assert not dead.exists()
+    assert labsupport.workdir("serving/x") == path
