@@ -4,6 +4,7 @@ ratios with the numbers shown. Introduced in *serving/synchronous*."""
 from __future__ import annotations
 
 import json
+import numbers
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -70,10 +71,20 @@ def _record(statement: str, passed: bool, measured: Mapping[str, Any]) -> None:
     data = json.loads(path.read_text()) if path.exists() else {"chapter": _chapter, "claims": []}
     data["claims"].append({
         "statement": statement, "passed": passed, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "measured": {k: (float(v) if isinstance(v, int | float) else str(v))
-                     for k, v in measured.items()},
+        "measured": {k: _plain(v) for k, v in measured.items()},
     })
     path.write_text(json.dumps(data, indent=1))
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly copy of a measured value: counts stay integers."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)
 
 
 def chapter_results() -> dict[str, dict]:

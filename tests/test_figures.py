@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from labsupport import load, plots  # noqa: E402
@@ -62,6 +63,9 @@ def test_claims_are_recorded_per_chapter() -> None:
     assert [(c["statement"], c["passed"]) for c in data["claims"]] == [
         ("recorded", True), ("also recorded when it fails", False)]
     assert data["claims"][0]["measured"] == {"ratio": 3.5}
+    claim(True, "counts stay integers", rows=np.int64(3), ok=True, note="x")
+    assert check.chapter_results()["test/recording"]["claims"][2]["measured"] == {
+        "rows": 3, "ok": True, "note": "x"}
     check.start_chapter("test/recording")
     assert "test/recording" not in check.chapter_results()
     check._chapter = None
