@@ -13,17 +13,16 @@ Modules, each named for what it gives:
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # One BLAS/OpenMP thread per process: servers, models and the load generator share two
 # cores, and oversubscribing them makes every timing noisy. Set before numpy loads.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-import importlib  # noqa: E402
-from typing import Any  # noqa: E402
 
 from . import check, servers  # noqa: E402
 from .check import claim, interleave, ratio  # noqa: E402
@@ -38,6 +37,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "apps", "check", "diagrams", "load", "models", "plots", "redis", "servers",

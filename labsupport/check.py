@@ -40,7 +40,7 @@ def claim(condition: bool, statement: str, **measured: float) -> bool:
     says what was measured, not just that something was false. Chapters write
     ``assert lab.claim(...)`` so that a reader sees the assertion where it is made.
     """
-    shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+    shown = ", ".join(f"{k}={_plain(v):.3g}" if _is_measure(v) else f"{k}={_plain(v)}"
                       for k, v in measured.items())
     line = f"{'PASS' if condition else 'FAIL'}: {statement} ({shown})"
     _record(statement, bool(condition), measured)
@@ -74,6 +74,11 @@ def _record(statement: str, passed: bool, measured: Mapping[str, Any]) -> None:
         "measured": {k: _plain(v) for k, v in measured.items()},
     })
     path.write_text(json.dumps(data, indent=1))
+
+
+def _is_measure(value: Any) -> bool:
+    """A real number that is not a count or a flag (those print as they are)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
 
 
 def _plain(value: Any) -> Any:
