@@ -43,7 +43,8 @@ notebooks: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --nbval-lax --nbval-current-env notebooks
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --builder html
+	@# one run id for the whole build: the summary pages then show this build's numbers only
+	MLSDP_LAB_RUN=book-$$(date +%s) $(BIN)/jupyter-book build . --builder html
 	@echo "Open _build/html/index.html"
 
 bench: $(STAMP)

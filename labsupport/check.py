@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -71,9 +72,12 @@ def _record(statement: str, passed: bool, measured: Mapping[str, Any]) -> None:
     data = json.loads(path.read_text()) if path.exists() else {"chapter": _chapter, "claims": []}
     data["claims"].append({
         "statement": statement, "passed": passed, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "run": os.environ.get("MLSDP_LAB_RUN", ""),  # which test run or book build
         "measured": {k: _plain(v) for k, v in measured.items()},
     })
-    path.write_text(json.dumps(data, indent=1))
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=1))
+    partial.replace(path)  # atomic: a summary page reading now sees the old or the new file
 
 
 def _is_measure(value: Any) -> bool:

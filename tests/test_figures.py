@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -63,6 +65,7 @@ def test_claims_are_recorded_per_chapter() -> None:
     assert [(c["statement"], c["passed"]) for c in data["claims"]] == [
         ("recorded", True), ("also recorded when it fails", False)]
     assert data["claims"][0]["measured"] == {"ratio": 3.5}
+    assert data["claims"][0]["run"] == os.environ.get("MLSDP_LAB_RUN", "")
     claim(True, "counts stay integers", rows=np.int64(3), ok=True, note="x")
     assert check.chapter_results()["test/recording"]["claims"][2]["measured"] == {
         "rows": 3, "ok": True, "note": "x"}
