@@ -8,6 +8,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 STATUS_COLOURS = {200: "tab:green", 202: "tab:blue", 429: "tab:orange", 503: "tab:orange",
                   504: "tab:purple", 500: "tab:red", 0: "tab:red"}
@@ -37,6 +38,9 @@ def latency_cdf(groups: Mapping[str, Sequence[float]], *, ax: Any = None,
             ax.plot(np.percentile(values, q), q / 100, "o", color=line.get_color(), ms=4)
     if log:
         ax.set_xscale("log")
+        # plain numbers (1, 10, 100) instead of 10^0 and crowded minor labels
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("fraction of requests")
     ax.set_ylim(0, 1.02)
