@@ -25,24 +25,22 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from . import check, servers  # noqa: E402
-from .check import claim, interleave, ratio  # noqa: E402
+from .check import claim, glue, interleave, ratio  # noqa: E402
 from .servers import free_port, running, serve, start_process, stop_all  # noqa: E402
-
-# The other modules load on first use (``lab.plots``...): a server child process that
-# imports ``labsupport.apps`` should not pay for matplotlib or pandas at start-up.
-_LAZY = {"apps", "diagrams", "load", "models", "plots", "redis"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    # Every other module loads on first use (``lab.plots``...): a server child process that
+    # imports ``labsupport.apps`` should not pay for matplotlib or pandas at start-up.
+    if not name.startswith("_") and (Path(__file__).parent / f"{name}.py").exists():
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "apps", "check", "diagrams", "load", "models", "plots", "redis", "servers",
-    "claim", "interleave", "ratio", "free_port", "running", "serve", "start_process",
-    "stop_all", "setup", "workdir",
+    "claim", "glue", "interleave", "ratio", "free_port", "running", "serve", "start_process",
+    "stop_all", "setup", "workdir", "chapter_slug",
 ]
 
 
@@ -73,10 +71,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def setup(chapter: str) -> Path:
+def chapter_slug(notebook: str | os.PathLike[str] | None = None) -> str | None:
+    """The chapter's slug (``"serving/web-single"``), from the notebook's own path: the
+    one that ``$MLSDP_NOTEBOOK`` names (the book build sets it), else the one JupyterLab
+    (``$JPY_SESSION_NAME``) or VS Code reports for this kernel. None when the kernel
+    cannot tell (a plain IPython, Colab), and then no claims are recorded."""
+    candidates = [notebook, os.environ.get("MLSDP_NOTEBOOK"), os.environ.get("JPY_SESSION_NAME")]
+    try:
+        shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821
+        candidates.append(shell.user_ns.get("__vsc_ipynb_file__"))
+    except NameError:
+        pass
+    for candidate in candidates:
+        if candidate:
+            parts = Path(candidate).with_suffix("").parts
+            if "notebooks" in parts[:-2]:
+                index = len(parts) - 1 - parts[::-1].index("notebooks")
+                return "/".join(parts[index + 1:])
+    return None
+
+
+def setup(chapter: str | None = None) -> Path:
     """The first cell of every chapter: quiet warnings, readable figures, and the
     chapter's scratch folder (returned). Stops servers left by a previous run, and
-    starts recording the chapter's claims for the summary pages."""
+    starts recording the chapter's claims for the summary pages. The chapter is found
+    from the notebook's path (:func:`chapter_slug`); pass it only to override that."""
     import warnings
 
     import matplotlib
@@ -85,5 +104,6 @@ def setup(chapter: str) -> Path:
     matplotlib.rcParams.update({"figure.dpi": 110, "figure.figsize": (6.4, 3.6),
                                 "axes.spines.top": False, "axes.spines.right": False})
     stop_all()
+    chapter = chapter or chapter_slug() or "unnamed-chapter"
     check.start_chapter(chapter)
     return workdir(chapter)

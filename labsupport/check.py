@@ -50,9 +50,26 @@ def claim(condition: bool, statement: str, **measured: float) -> bool:
     return True
 
 
+def glue(name: str, value: Any) -> Any:
+    """Make a measured ``value`` quotable in the chapter's prose as
+    ``{glue:text}`name:.2f``` (myst-nb), and return it.
+
+    numpy numbers are turned into plain Python ones first: myst-nb formats the value's
+    text form, and ``np.float64(0.5)`` is not a number to it. Introduced in
+    *serving/web-single*."""
+    from myst_nb import glue as myst_glue
+
+    plain = _plain(value) if isinstance(value, numbers.Number) else value
+    myst_glue(name, plain, display=False)
+    return value
+
+
 def results_dir() -> Path:
-    """Where chapters leave their claims and measured values for the summary pages."""
-    path = Path(tempfile.gettempdir()) / "mlsdp-lab" / "results"
+    """Where chapters leave their claims and measured values for the summary pages:
+    ``$MLSDP_LAB_RESULTS`` (one folder per book build or test run, so two runs at once
+    never mix their results), else one folder per machine for a reader's own runs."""
+    configured = os.environ.get("MLSDP_LAB_RESULTS")
+    path = Path(configured) if configured else Path(tempfile.gettempdir()) / "mlsdp-lab" / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
