@@ -1,0 +1,373 @@
+"""What each serving chapter deploys: one function per chapter, from the chapter's parameters.
+
+Each function gets the chapter's parameters (its ``parameters`` cell, or a run's own values
+when a notebook calls ``lab.manifests.show(slug, globals())``) and returns the Kubernetes
+objects that stand for its lab. Module names, routes, queue and stream names come from the
+chapter's ``%%writefile`` modules (``manifests.writefile``, ``manifests.module_constants``);
+``tests/test_manifests.py`` starts every app and calls every probe path.
+
+``MEASURED`` holds the values a lab *measures* rather than sets (the circuit break's limit
+is sized from the capacity it measured): the committed files use these reference values,
+a chapter's own run shows its own. Generate with ``make manifests``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from labsupport import manifests as k8s
+
+Obj = dict[str, Any]
+Params = dict[str, Any]
+
+# Reference values for what the labs measure, from a book build on the 2-core machine
+# (synchronous: 3 x the fast backend's p50) or from the chapter's own sizing rule
+# (circuit break: one CPU at 25-40 ms per prediction is ~30 requests/s; SLO = 5 x p50).
+# The worker's name is its pod's name (stable in a StatefulSet).
+POD_NAME = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+
+MEASURED: dict[str, Params] = {
+    "serving/circuit-break": {"MAX_IN_FLIGHT": 4, "DEADLINE_MS": 300, "FAIL_MAX": 3,
+                              "OPEN_S": 0.5, "FALLBACK_LABEL": 0},
+    "serving/synchronous": {"timeout_s": 0.022},
+}
+
+
+def server(slug: str, component: str, app: str, *, lab: str, does: str,
+           env: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+           cpu: str = "250m", memory: str = "256Mi", replicas: int = 2, scale: int | None = None,
+           mounts: Sequence[Obj] = (), volumes: Sequence[Obj] = (), init: Sequence[Obj] = (),
+           labels: dict[str, str] | None = None, health: str = "/health",
+           data: str | None = None) -> list[Obj]:
+    """A lab server: its ConfigMap (when ``config``), Deployment, Service, and an HPA up to
+    ``scale`` replicas when the chapter scales it."""
+    objs = []
+    name = k8s.name_of(slug, component)
+    if data:  # a disk for the lab's SQLite file, kept across pod restarts
+        objs.append(k8s.pvc(slug, f"{component}-data", "1Gi", lab=data,
+                            does=f"The disk that holds {data} for {name}."))
+        volumes = [*volumes, {"name": "data", "persistentVolumeClaim": {
+            "claimName": k8s.name_of(slug, f"{component}-data")}}]
+        mounts = [*mounts, {"name": "data", "mountPath": "/data"}]
+    if config:
+        objs.append(k8s.configmap(slug, component, config, lab=f"env of {lab}",
+                                  does=f"The parameters of {name}, as environment variables."))
+    box = k8s.container(component or "app", k8s.image(slug, component or "app"),
+                        k8s.uvicorn(app), env=env, config=name if config else None,
+                        cpu=cpu, memory=memory, mounts=mounts, health=health)
+    objs.append(k8s.deployment(slug, component, [box], lab=lab, does=does, replicas=replicas,
+                               volumes=volumes, init=init, labels=labels))
+    objs.append(k8s.service(slug, component, lab=f"{lab}: server.url",
+                            does=f"The stable address of {name}, spread over its ready pods."))
+    if scale:
+        objs.append(k8s.hpa(slug, component, lab="(one process: cannot scale)", high=scale,
+                            low=replicas, does=f"Adds {name} replicas when CPU passes 70%."))
+    return objs
+
+
+def model_server(slug: str, component: str, model: str, *, lab: str, does: str,
+                 cpu: str = "250m", replicas: int = 2, scale: int | None = None,
+                 init_image: str | None = None) -> list[Obj]:
+    """The book's generic model server (``labsupport.apps:create_model_app``) for one model;
+    with ``init_image``, the model comes from a model-only image at start."""
+    path = f"/models/{model}"
+    if init_image is None:
+        return server(slug, component, "labsupport.apps:create_model_app", lab=lab, does=does,
+                      config={"MODEL_PATH": path}, cpu=cpu, replicas=replicas, scale=scale)
+    init, volume = k8s.model_init(init_image)
+    return server(slug, component, "labsupport.apps:create_model_app", lab=lab, does=does,
+                  config={"MODEL_PATH": path}, cpu=cpu, replicas=replicas, scale=scale,
+                  init=[init], volumes=[volume],
+                  mounts=[{"name": "models", "mountPath": "/models"}])
+
+
+def web_single(p: Params) -> list[Obj]:
+    slug = "serving/web-single"
+    return server(slug, "", "web_single_app:create_app", scale=10,
+                  lab='lab.serve("web_single_app:create_app", mode="process")',
+                  does="The model server: replicas of the same pod, model and server together.",
+                  config={"MODEL_PATH": "/models/iris_svc.onnx"})
+
+
+def circuit_break(p: Params) -> list[Obj]:
+    slug = "serving/circuit-break"
+    model = k8s.name_of(slug, "model")
+    objs = server(slug, "model", "one_cpu_model:create_app", cpu="1", memory="512Mi",
+                  lab='lab.serve("one_cpu_model:create_app")',
+                  does="The slow model, one CPU per pod: what the breaker protects.",
+                  config={"MODEL_PATH": "/models/knn.onnx"})
+    objs += server(slug, "proxy", "breaker_proxy:create_app",
+                   lab='lab.serve("breaker_proxy:create_app", env={"BREAKER": "on", ...})',
+                   does="The breaker proxy: sheds above the in-flight limit, answers the fallback.",
+                   config={"BACKEND_URL": k8s.url(slug, "model"), "BREAKER": "on",
+                           "MAX_IN_FLIGHT": p["MAX_IN_FLIGHT"], "DEADLINE_MS": p["DEADLINE_MS"],
+                           "FAIL_MAX": p["FAIL_MAX"], "OPEN_S": p["OPEN_S"],
+                           "FALLBACK_LABEL": p["FALLBACK_LABEL"]})
+    objs.append(k8s.destination_rule(
+        slug, "model", model, max_in_flight=p["MAX_IN_FLIGHT"], consecutive_5xx=p["FAIL_MAX"],
+        ejection_s=max(1.0, p["OPEN_S"]), interval_s=1.0,
+        lab="MAX_IN_FLIGHT and FAIL_MAX of the breaker proxy",
+        does="The mesh's version of the limit (each calling pod's Envoy) and outlier ejection."))
+    objs.append(k8s.virtual_service(
+        slug, "model", model, timeout_s=p["DEADLINE_MS"] / 1e3, attempts=0,
+        lab="DEADLINE_MS of the breaker proxy",
+        does="A deadline on every call to the model, and no retries into an overloaded model."))
+    return objs
+
+
+def synchronous(p: Params) -> list[Obj]:
+    slug = "serving/synchronous"
+    fast = min(p["REFERENCE_ROWS"])
+    objs = model_server(slug, "model", f"knn_{fast}.onnx", scale=10,
+                        lab=f'lab.serve("labsupport.apps:create_model_app") of knn_{fast}',
+                        does="The model server the workflow calls and waits for.")
+    objs.append(k8s.virtual_service(
+        slug, "model", k8s.name_of(slug, "model"), timeout_s=p["timeout_s"], attempts=0,
+        lab="timeout_s of handle_order (3 x the fast p50)",
+        does="The caller's timeout, enforced by the mesh: late answers become the fallback."))
+    return objs
+
+
+def asynchronous(p: Params) -> list[Obj]:
+    slug = "serving/asynchronous"
+    consts = k8s.module_constants(slug, "async_worker")
+    env = {"REDIS_URL": k8s.redis_url(slug), "MODEL_PATH": "/models/knn.onnx"}
+    objs = k8s.redis(slug, lab='redis_server(name="async-redis")',
+                     does="The queue (a list) and the job results (hashes).")
+    objs += server(slug, "front", "async_front:create_app", scale=5,
+                   lab='lab.serve("async_front:create_app")',
+                   does="Accepts jobs (202 + id) and answers polls; never runs the model.",
+                   config=env)
+    worker = k8s.container(
+        "worker", k8s.image(slug, "worker"), ["python", "async_worker.py", "$(POD_NAME)"],
+        health=None, cpu="500m", memory="512Mi", config=k8s.name_of(slug, "front"))
+    # The pod's stable name is the worker's name, so a restarted worker recovers its own jobs.
+    worker["env"] = [POD_NAME]
+    objs.append(k8s.statefulset(slug, "worker", [worker], replicas=p["N_WORKERS"],
+                                lab=f"start_worker(name) x {p['N_WORKERS']}: async_worker.py",
+                                does="The workers, with stable names for the recovery step."))
+    objs.append(k8s.service(slug, "worker", headless=True, lab="(the workers' names)",
+                            does="Headless: gives the StatefulSet's pods their stable names."))
+    objs.append(k8s.scaled_object(
+        slug, "worker", kind="StatefulSet", low=p["N_WORKERS"], high=10,
+        trigger={"type": "redis", "metadata": {"address": f"{k8s.name_of(slug, 'redis')}:6379",
+                                               "listName": consts["QUEUE"], "listLength": "20"}},
+        lab=f"the queue depth plotted in the chapter (LLEN {consts['QUEUE']})",
+        does="KEDA adds workers while the queue is longer than 20 jobs per worker."))
+    return objs
+
+
+def multi_stage(p: Params) -> list[Obj]:
+    slug = "serving/multi-stage"
+    consts = k8s.module_constants(slug, "multistage_worker")
+    env = {"REDIS_URL": k8s.redis_url(slug), "LIGHT_MODEL": "/models/light.onnx",
+           "HEAVY_MODEL": "/models/heavy.onnx"}
+    objs = k8s.redis(slug, lab='redis_server(name="multistage-redis")',
+                     does=f"The stream {consts['STREAM']!r} and the job hashes.")
+    objs += server(slug, "front", "multistage_front:create_app", scale=10,
+                   lab='lab.serve("multistage_front:create_app")',
+                   does="Stage 1: answers with the light model at once, queues stage 2.",
+                   config=env)
+    worker = k8s.container(
+        "worker", k8s.image(slug, "worker"), ["python", "multistage_worker.py", "$(POD_NAME)"],
+        health=None, cpu="1", memory="512Mi", config=k8s.name_of(slug, "front"))
+    worker["env"] = [POD_NAME]
+    objs.append(k8s.deployment(slug, "worker", [worker], replicas=1,
+                               lab='lab.start_process(["multistage_worker.py", "worker-1"])',
+                               does="Stage 2: reads batches from the stream, the heavy model."))
+    objs.append(k8s.scaled_object(
+        slug, "worker", low=1, high=10,
+        trigger={"type": "redis-streams", "metadata": {
+            "address": f"{k8s.name_of(slug, 'redis')}:6379", "stream": consts["STREAM"],
+            "consumerGroup": consts["GROUP"], "lagCount": str(4 * consts["BATCH"])}},
+        lab=f"the backlog of group {consts['GROUP']!r} (its lag)",
+        does=f"KEDA adds stage-2 workers while the group lags by more than {4 * consts['BATCH']}."))
+    return objs
+
+
+def batch(p: Params) -> list[Obj]:
+    slug = "serving/batch"
+    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": k8s.name_of(slug, "data")}}]
+
+    def run(select: str) -> Obj:
+        # A run id per run: the start time in seconds stands in for the scheduler's counter.
+        line = (f"exec python batch_job.py /data/predictions.sqlite /models/knn.onnx "
+                f'--run-id "$(date +%s)" --select {select} --chunk {p["CHUNK"]}')
+        return k8s.container("job", k8s.image(slug, "job"), ["sh", "-c", line], health=None,
+                             cpu="1", memory="512Mi",
+                             mounts=[{"name": "data", "mountPath": "/data"}])
+
+    scheduled, backfill = run("pending"), run("all")
+    return [
+        k8s.pvc(slug, "data", "1Gi", lab="the SQLite file the lab's jobs share",
+                does="The table of rows to predict; SQLite wants one writer at a time."),
+        k8s.cronjob(slug, "nightly", scheduled, schedule="0 2 * * *", retries=1,
+                    deadline_s=3600, volumes=volumes,
+                    lab=f"Scheduler(policy='partial', chunk={p['CHUNK']}) firing batch_job.py",
+                    does="Predicts the pending rows nightly; never two runs at once; one retry."),
+        k8s.job(slug, "backfill", backfill, retries=0, deadline_s=6 * 3600, volumes=volumes,
+                lab="the retry-all policy (batch_job.py --select all)",
+                does="One-off: re-predicts every row, e.g. after a model release."),
+    ]
+
+
+def data_cache(p: Params) -> list[Obj]:
+    slug = "serving/data-cache"
+    objs = k8s.redis(slug, maxmemory=p["ROOMY"], policy="allkeys-lru",
+                     lab=f'redis_server(maxmemory="{p["ROOMY"]}", policy="allkeys-lru")',
+                     does="The feature cache, with a memory limit and LRU eviction.")
+    objs += server(slug, "dwh", "dwh_app:create_app", replicas=1,
+                   lab='lab.serve("dwh_app:create_app")',
+                   does="The warehouse's query API (in production: the warehouse itself).",
+                   config={"DWH_PATH": "/data/dwh.sqlite", "FEATURES_VERSION": "1"},
+                   data="the warehouse's SQLite file")
+    objs += server(slug, "predictor", "data_cache_predictor:create_app", scale=10,
+                   lab='lab.serve("data_cache_predictor:create_app", env={"CACHE": "on"})',
+                   does="Predicts from cached features, reading through to the DWH on a miss.",
+                   config={"MODEL_PATH": "/models/segment.onnx", "REDIS_URL": k8s.redis_url(slug),
+                           "DWH_URL": k8s.url(slug, "dwh"), "CACHE": "on",
+                           "CACHE_FORMAT": "raw", "CACHE_TTL_S": 3600})
+    return objs
+
+
+def prediction_cache(p: Params) -> list[Obj]:
+    slug = "serving/prediction-cache"
+    objs = k8s.redis(slug, maxmemory=p["ROOMY"], policy="allkeys-lru",
+                     lab=f'redis_server(maxmemory="{p["ROOMY"]}", policy="allkeys-lru")',
+                     does="The prediction cache, with a memory limit and LRU eviction.")
+    objs += model_server(slug, "model", "knn.onnx", scale=10,
+                         init_image=k8s.image(slug, "model-knn", tag="v1"),
+                         lab="lab.serve(create_model_app) of knn v1 (later v2)",
+                         does="The model; a release swaps the model image, keys change with it.")
+    objs += server(slug, "proxy", "prediction_cache_proxy:create_app", scale=10,
+                   lab='lab.serve("prediction_cache_proxy:create_app", KEY_HAS_VERSION=1)',
+                   does="Answers hits from Redis, calls the model on a miss, keys by version.",
+                   config={"REDIS_URL": k8s.redis_url(slug), "BACKEND_URL": k8s.url(slug, "model"),
+                           "KEY_HAS_VERSION": "1", "VERSION_POLL_S": 0.25})
+    return objs
+
+
+def microservice_horizontal(p: Params) -> list[Obj]:
+    slug = "serving/microservice-horizontal"
+    objs = []
+    sizes = {"setosa": "logistic regression", "versicolor": f"kNN {p['VERSICOLOR_ROWS']} rows",
+             "virginica": f"kNN {p['VIRGINICA_ROWS']} rows"}
+    for species, model in sizes.items():
+        # CPU request in proportion to each detector's cost: the big kNN needs more.
+        cpu = "100m" if species == "setosa" else "500m"
+        objs += model_server(slug, species, f"{species}.onnx", cpu=cpu, scale=10,
+                             lab=f"lab.serve(create_model_app) of the {species} detector",
+                             does=f"The {species} detector ({model}), scaled on its own.")
+    detectors = ",".join(f"{s}={k8s.url(slug, s)}" for s in sizes)
+    objs += server(slug, "fanout", "fanout_proxy:create_app", scale=10,
+                   lab='lab.serve("fanout_proxy:create_app", env={"DETECTORS": ...})',
+                   does="Calls the three detectors at once, answers within the timeout.",
+                   config={"DETECTORS": detectors})
+    return objs
+
+
+def microservice_vertical(p: Params) -> list[Obj]:
+    slug = "serving/microservice-vertical"
+    objs = []
+    stages = {"gate": "flower or unit error", "router": "setosa or other",
+              "specialist": f"kNN {p['SPECIALIST_ROWS']} rows"}
+    for stage, what in stages.items():
+        objs += model_server(slug, stage, f"{stage}.onnx", scale=10,
+                             cpu="500m" if stage == "specialist" else "100m",
+                             lab=f"lab.serve(create_model_app) of the {stage} stage",
+                             does=f"Stage {stage} ({what}), with its own resources and scaling.")
+    objs += server(slug, "chain", "chain_proxy:create_app", scale=10,
+                   lab='lab.serve("chain_proxy:create_app", env=urls)',
+                   does="Calls the stages in order and stops at the first that decides.",
+                   config={**{f"{s.upper()}_URL": k8s.url(slug, s) for s in stages},
+                           "STAGE_TIMEOUT_S": 5})
+    return objs
+
+
+def prep_pred(p: Params) -> list[Obj]:
+    slug = "serving/prep-pred"
+    pred = k8s.name_of(slug, "pred")
+    version = {"prep-version": "standard-v1"}
+    objs = server(slug, "pred", "prep_pred_apps:create_pred_app", scale=10, labels=version,
+                  lab='lab.serve("prep_pred_apps:create_pred_app")',
+                  does="The model only, fed tensors; refuses tensors from another preprocessing.",
+                  config={"MODEL_PATH": "/models/patch-rf-v1.onnx", "CHECK_PREP_VERSION": "1"})
+    objs += server(slug, "prep", "prep_pred_apps:create_prep_app", scale=10,
+                   lab='lab.serve("prep_pred_apps:create_prep_app")',
+                   does=f"Decodes and resizes to {p['SIZE']}x{p['SIZE']}, sends binary tensors.",
+                   config={"PREP_PATH": "/models/standard-v1.json",
+                           "PRED_URL": k8s.url(slug, "pred")})
+    objs.append(k8s.destination_rule(
+        slug, "pred", pred, subsets={"standard-v1": version},
+        lab="the X-Prep-Version contract",
+        does="Names the pred pods by the preprocessing they expect."))
+    objs.append(k8s.virtual_service(
+        slug, "pred", pred, routes=[("standard-v1", 100)], timeout_s=1.0,
+        match_header=("x-prep-version", "standard-v1"),
+        lab="prep's X-Prep-Version header",
+        does="Routes each tensor to the pred pods trained on its preprocessing version."))
+    return objs
+
+
+def template(p: Params) -> list[Obj]:
+    slug = "serving/template"
+    objs = []
+    for spec_file in ("iris.yaml", "wine.yaml", "breast_cancer.yaml"):
+        service_name = spec_file.removesuffix(".yaml").replace("_", "-")
+        spec = k8s.writefile(slug, spec_file)
+        objs.append(k8s.configmap(slug, f"{service_name}-spec", {"spec.yaml": spec},
+                                  lab=f"%%writefile {spec_file}",
+                                  does=f"The {service_name} spec, mounted where the "
+                                       "template reads it."))
+        objs += server(slug, service_name, "service_template:create_app", scale=10,
+                       lab=f'lab.serve("service_template:create_app"), SPEC_PATH={spec_file}',
+                       does=f"The {service_name} service: the template plus its spec and model.",
+                       env={"SPEC_PATH": "/models/spec.yaml"},
+                       mounts=[{"name": "spec", "mountPath": "/models/spec.yaml",
+                                "subPath": "spec.yaml"}],
+                       volumes=[{"name": "spec", "configMap": {
+                           "name": k8s.name_of(slug, f"{service_name}-spec")}}])
+    return objs
+
+
+def anti_all_in_one(p: Params) -> list[Obj]:
+    slug = "serving/anti-all-in-one"
+    objs = []
+    for model, cpu in (("iris", "100m"), ("wine", "100m"), ("heavy", "500m")):
+        objs += server(slug, model, "model_server:create_app", scale=10, cpu=cpu,
+                       lab=f'deploy("{model}", ...): lab.serve("model_server:create_app")',
+                       does=f"Model {model} alone: its releases and crashes touch no other model.",
+                       config={"MODELS": f"{model}=/models/{model}.onnx"})
+    return objs
+
+
+def anti_online_bigsize(p: Params) -> list[Obj]:
+    slug = "serving/anti-online-bigsize"
+    objs = model_server(slug, "prototypes", "knn_prototypes.onnx", scale=10,
+                        lab=f"the shrunk model ({3 * p['PROTOTYPES_PER_CLASS']} prototypes)",
+                        does="The fast online model that meets the SLO, for unseen items.")
+    objs += server(slug, "lookup", "lookup_app:create_app", scale=10,
+                   lab='lab.serve("lookup_app:create_app")',
+                   does="Serves the big model's answers, precomputed by a batch job.",
+                   config={"PREDICTIONS_DB": "/data/predictions.db"},
+                   data="the batch job's predictions table")
+    return objs
+
+
+CHAPTERS: dict[str, Callable[[Params], list[Obj]]] = {
+    "serving/web-single": web_single,
+    "serving/synchronous": synchronous,
+    "serving/asynchronous": asynchronous,
+    "serving/batch": batch,
+    "serving/prep-pred": prep_pred,
+    "serving/microservice-vertical": microservice_vertical,
+    "serving/microservice-horizontal": microservice_horizontal,
+    "serving/prediction-cache": prediction_cache,
+    "serving/data-cache": data_cache,
+    "serving/circuit-break": circuit_break,
+    "serving/multi-stage": multi_stage,
+    "serving/template": template,
+    "serving/anti-all-in-one": anti_all_in_one,
+    "serving/anti-online-bigsize": anti_online_bigsize,
+}
