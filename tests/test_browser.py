@@ -1,12 +1,13 @@
 """Every page of the book this run rendered, opened in headless Chromium as a reader would
 open it: served over HTTP from 127.0.0.1, with the run's own outputs. A page fails on a
 JavaScript error, an image that did not load, a figure without alt text, a cell output
-holding a Python traceback, a solution shown open, or a link to a page or anchor of the
-book that does not exist."""
+holding a Python traceback, a solution shown open, a link to a page or anchor of the
+book that does not exist, or a machine path or numpy repr in an output."""
 
 from __future__ import annotations
 
 import functools
+import re
 import http.server
 import shutil
 import threading
@@ -68,6 +69,10 @@ def browser() -> Iterator[object]:
     driver.quit()
 
 
+# what a reader should never see in a cell's output: a scratch folder (with the kernel's pid) or
+# numpy's repr of a number instead of the number
+NOISE = re.compile(r"\S*mlsdp-lab/\S*|\S*-pid\d+\S*|np\.(?:float|int)\d+\([^)]*\)")
+
 PAGE_FACTS = """
 const imgs = [...document.querySelectorAll('article img, main img')];
 const outputs = [...document.querySelectorAll('.cell_output, .output')];
@@ -82,6 +87,7 @@ return {
   links: [...document.querySelectorAll('a[href]')].map(a => a.href),
   ids: [...document.querySelectorAll('[id]')].map(e => e.id),
   figures: imgs.length,
+  output_text: outputs.map(o => o.innerText).join(' | '),
 };
 """
 
@@ -119,6 +125,8 @@ def test_page(page: str, site: tuple[str, Path], browser: object) -> None:
     problems += [f"figure without alt text: {src}" for src in facts["no_alt"]]
     problems += [f"traceback in an output: {t}" for t in facts["tracebacks"]]
     problems += [f"solution or details shown open: {d}" for d in facts["open_details"]]
+    problems += [f"machine path or numpy repr shown: {m.group(0)}"
+                 for m in NOISE.finditer(facts["output_text"])]
     own_anchors = set(facts["ids"])
     problems += [f"missing anchor on the page: {link}" for link in facts["links"]
                  if link.startswith(url + "#") and urlparse(link).fragment
