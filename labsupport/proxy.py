@@ -36,6 +36,8 @@ KEEPALIVE_EXPIRY_S = min(5.0, KEEP_ALIVE_S / 2)
 
 
 class Closable(Protocol):
+    """What :func:`new_app` can close at shutdown: an httpx or redis.asyncio client."""
+
     async def aclose(self) -> None: ...
 
 
@@ -70,7 +72,8 @@ class UpstreamError(Exception):
 
 
 def upstream_error_handler(request: Request, error: UpstreamError) -> JSONResponse:
-    """The app's answer to an :class:`UpstreamError` raised by a handler."""
+    """The answer of a :func:`new_app` app to an :class:`UpstreamError` raised by a handler
+    (*serving/prep-pred*)."""
     return JSONResponse(status_code=error.status, content=error.body())
 
 

@@ -36,7 +36,8 @@ def wall_offset() -> float:
 
 
 def to_wall(t: Times) -> Times:
-    """A ``time.perf_counter()`` time (or array of them) as ``time.time()``."""
+    """A ``time.perf_counter()`` time (or array of them) as ``time.time()``, to compare with
+    a time another process wrote. Introduced in *serving/asynchronous*."""
     return t + wall_offset()
 
 
