@@ -25,7 +25,7 @@ def load_book_tool():
 @pytest.fixture
 def book_copy(tmp_path: Path) -> Path:
     """A copy of the book's sources, to add a chapter to."""
-    for name in ("_toc.yml", "book", "notebooks"):
+    for name in ("_config.yml", "_toc.yml", "book", "notebooks"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, tmp_path / name)
@@ -96,3 +96,30 @@ def test_the_slug_comes_from_the_notebook_path(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("JPY_SESSION_NAME")
     assert lab.chapter_slug() is None
     assert lab.chapter_slug("notebooks/serving/web-single.ipynb") == "serving/web-single"
+
+
+def test_setting_the_repository_gives_every_chapter_a_colab_cell_and_unsetting_removes_it(
+        book_copy: Path) -> None:
+    book = load_book_tool()
+    config = (book_copy / "_config.yml").read_text()
+    assert '  url: ""' in config, "the repository is expected to be unset in the sources"
+    url = "https://github.com/someone/mlsdp-book"
+    (book_copy / "_config.yml").write_text(config.replace('  url: ""', f'  url: "{url}"'))
+    changed = book.sync(book_copy)
+    chapters = toc.chapters(root=book_copy)
+    assert {p.relative_to(book_copy).with_suffix("").as_posix() for p in changed} >= \
+        {c.file for c in chapters}
+    for chapter in chapters:
+        cells = nbformat.read(book_copy / f"{chapter.file}.ipynb", as_version=4).cells
+        first = next(c for c in cells if c.cell_type == "code")
+        assert f"git+{url}" in first.source and "google.colab" in first.source
+        assert "remove-cell" in first.metadata["tags"]  # the HTML book does not show it
+        assert "import labsupport as lab" in next(
+            c for c in cells if c.cell_type == "code" and c is not first).source
+    assert book.sync(book_copy) == []  # a second sync changes nothing
+
+    (book_copy / "_config.yml").write_text(config)
+    book.sync(book_copy)
+    for chapter in chapters:
+        source = (book_copy / f"{chapter.file}.ipynb").read_text()
+        assert "google.colab" not in source

@@ -108,9 +108,48 @@ MARKER = re.compile(r"(<!-- chapters:(?P<kind>[a-z-]+)(?: (?P<arg>[a-z]+))? -->\
                     r"(<!-- chapters:end -->)", flags=re.S)
 
 
-def sync(root: Path = ROOT) -> list[Path]:
-    """Regenerate every marked chapter list under ``book/``; return the pages changed."""
+COLAB_TAG = "colab-setup"
+
+
+def colab_cell_source(repository: str) -> str:
+    return ("# Only in Google Colab: install the book's helper package and what it needs\n"
+            "# (`make lab` and Binder have them already). The book hides this cell.\n"
+            "import sys\n\n"
+            "if \"google.colab\" in sys.modules:\n"
+            f"    %pip install --quiet \"labsupport[colab] @ git+{repository}\"")
+
+
+def sync_colab_cells(root: Path) -> list[Path]:
+    """Give every chapter a first cell that installs the book's package in Colab when the
+    publisher set ``repository.url``; remove those cells while it is unset."""
+    import nbformat
+
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    repository = ((config.get("repository") or {}).get("url") or "").rstrip("/")
     changed = []
+    for chapter in toc.chapters(root=root):  # summaries read _toc.yml: they need a clone
+        path = root / f"{chapter.file}.ipynb"
+        notebook = nbformat.read(path, as_version=4)
+        cells = [c for c in notebook.cells if COLAB_TAG not in c.metadata.get("tags", [])]
+        if repository:
+            cell = nbformat.v4.new_code_cell(colab_cell_source(repository))
+            cell.metadata["tags"] = ["remove-cell", COLAB_TAG]
+            first_code = next(i for i, c in enumerate(cells) if c.cell_type == "code")
+            old = [c for c in notebook.cells if COLAB_TAG in c.metadata.get("tags", [])]
+            if old and old[0].source == cell.source:
+                cell = old[0]  # unchanged: keep its id, write nothing
+            cells.insert(first_code, cell)
+        if [c.get("id") for c in cells] != [c.get("id") for c in notebook.cells]:
+            notebook.cells = cells
+            nbformat.write(notebook, path)
+            changed.append(path)
+    return changed
+
+
+def sync(root: Path = ROOT) -> list[Path]:
+    """Regenerate every marked chapter list under ``book/`` and the chapters' Colab cells;
+    return the files changed."""
+    changed = sync_colab_cells(root)
     for page in sorted((root / "book").glob("*.md")):
         text = page.read_text()
 
