@@ -447,8 +447,9 @@ def render(slug: str, values: Params | None = None) -> list[Obj]:
     lab measures. Introduced in *serving/web-single*."""
     registry = _registry()
     params = {**registry.MEASURED.get(slug, {}), **parameters(slug)}
-    if values:
-        params.update({k: v for k, v in values.items() if k in params})
+    if values:  # a run's own values; numpy scalars become plain numbers for YAML
+        params.update({k: v.item() if hasattr(v, "item") else v
+                       for k, v in values.items() if k in params})
     return registry.CHAPTERS[slug](params)
 
 
@@ -563,11 +564,12 @@ def _workloads(objs: Sequence[Obj]) -> list[tuple[Obj, Obj]]:
 
 def crosscheck(objs: Sequence[Obj]) -> list[str]:
     """What the schemas cannot see, as a list of problems (empty when all is well): every
-    Service selects a Deployment or StatefulSet and targets a port its pods name, every
-    probe names a port of its container, every container requests CPU and memory, every
-    Istio host names a Service and every subset a label of its pods, every autoscaler
-    targets a workload, every ConfigMap, volume claim and Service URL used exists.
-    Introduced in *serving/web-single*."""
+    workload's selector matches its own pods; every Service selects a Deployment or
+    StatefulSet and targets a port its pods name; every probe names a port of its
+    container; every container requests CPU and memory; every Istio host names a Service
+    and every subset a label of its pods; every autoscaler targets a workload; every
+    ConfigMap, volume claim and Service URL used exists. Introduced in
+    *serving/web-single*."""
     problems = []
     by_kind: dict[str, dict[str, Obj]] = {}
     for o in objs:
@@ -589,6 +591,9 @@ def crosscheck(objs: Sequence[Obj]) -> list[str]:
                                     f"which {o['kind']} {o['metadata']['name']} does not name")
     for o, pod in _workloads(objs):
         where = f"{o['kind']} {o['metadata']['name']}"
+        selector = o["spec"].get("selector", {}).get("matchLabels", {})
+        if not selector.items() <= pod["metadata"]["labels"].items():
+            problems.append(f"{where}: its selector does not match its own pods")
         volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
         for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
             requests = c.get("resources", {}).get("requests", {})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import jsonschema
+import numpy as np
 import pytest
 from labapps import REGISTRY, Context, ModelShop
 from patternmodules import extract
@@ -71,6 +72,43 @@ def test_a_run_s_own_values_reach_the_objects():
     pool = breaker[("DestinationRule", "circuit-break-model")]["spec"]["trafficPolicy"]
     assert pool["connectionPool"]["http"]["http2MaxRequests"] == 7
     assert breaker[("ConfigMap", "circuit-break-proxy")]["data"]["MAX_IN_FLIGHT"] == "7"
+
+
+def test_measured_numpy_values_render_as_plain_numbers():
+    # in the notebook, measured values are numpy scalars (a p50 from a DataFrame)
+    objs = manifests.render("serving/synchronous", {"timeout_s": np.float64(0.0314)})
+    vs = [o for o in objs if o["kind"] == "VirtualService"][0]
+    assert vs["spec"]["http"][0]["timeout"] == "31ms"
+    assert "31ms" in manifests.to_yaml(vs)
+
+
+def test_weights_mirror_and_subsets_validate_and_cross_check():
+    # no serving chapter splits or mirrors traffic; the QA chapters will: the builders,
+    # the project's schema and the subset check must already agree on it
+    slug = "serving/web-single"
+    v1, v2 = (manifests.deployment(slug, version, [manifests.container("app", f"img:{version}",
+                                                                       ["x"])],
+                                   lab=version, does=version,
+                                   labels={"app": "web-single", "version": version})
+              for version in ("v1", "v2"))
+    svc = manifests.service(slug, "", lab="url", does="address")
+    svc["spec"]["selector"] = {"app": "web-single"}  # both versions behind one Service
+    vs = manifests.virtual_service(slug, "", "web-single", routes=[("v1", 90), ("v2", 10)],
+                                   mirror="v2", mirror_percent=50.0, timeout_s=0.5,
+                                   attempts=2, per_try_s=0.2, lab="split", does="split")
+    dr = manifests.destination_rule(slug, "", "web-single", lab="subsets", does="subsets",
+                                    subsets={"v1": {"version": "v1"}, "v2": {"version": "v2"}})
+    for obj in (vs, dr, v1, v2, svc):
+        manifests.validate(obj)
+    assert vs["spec"]["http"][0]["retries"] == {"attempts": 2, "perTryTimeout": "200ms",
+                                                "retryOn": "5xx,reset"}
+    assert manifests.crosscheck([v1, v2, svc, vs, dr]) == []
+    dr["spec"]["subsets"][1]["labels"] = {"version": "v3"}
+    assert manifests.crosscheck([v1, v2, svc, vs, dr]) == [
+        "DestinationRule web-single: subset v2 matches no pod"]
+    vs["spec"]["http"][0]["route"][0]["weight"] = 190
+    with pytest.raises(jsonschema.ValidationError, match="190"):
+        manifests.validate(vs)
 
 
 def test_queue_names_come_from_the_workers_code():
@@ -205,6 +243,13 @@ def test_an_istio_host_naming_no_service_fails():
     vs["spec"]["hosts"] = ["circuit-break-modle"]
     assert any("host circuit-break-modle names no Service" in p
                for p in manifests.crosscheck(objs))
+
+
+def test_a_deployment_whose_selector_misses_its_pods_fails():
+    objs = _web_single()
+    objs["Deployment"]["spec"]["template"]["metadata"]["labels"] = {"app.kubernetes.io/name": "x"}
+    assert "Deployment web-single: its selector does not match its own pods" in \
+        manifests.crosscheck(list(objs.values()))
 
 
 def test_missing_resource_requests_fail():
