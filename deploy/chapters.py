@@ -41,7 +41,7 @@ def server(slug: str, component: str, app: str, *, lab: str, does: str,
            labels: dict[str, str] | None = None, health: str = "/health",
            data: str | None = None) -> list[Obj]:
     """A lab server: its ConfigMap (when ``config``), Deployment, Service, and an HPA up to
-    ``scale`` replicas when the chapter scales it."""
+    ``scale`` replicas where the chapter's production notes talk about scaling it."""
     objs = []
     name = k8s.name_of(slug, component)
     if data:  # a disk for the lab's SQLite file, kept across pod restarts
@@ -222,7 +222,7 @@ def data_cache(p: Params) -> list[Obj]:
                    does="The warehouse's query API (in production: the warehouse itself).",
                    config={"DWH_PATH": "/data/dwh.sqlite", "FEATURES_VERSION": "1"},
                    data="the warehouse's SQLite file")
-    objs += server(slug, "predictor", "data_cache_predictor:create_app", scale=10,
+    objs += server(slug, "predictor", "data_cache_predictor:create_app",
                    lab='lab.serve("data_cache_predictor:create_app", env={"CACHE": "on"})',
                    does="Predicts from cached features, reading through to the DWH on a miss.",
                    config={"MODEL_PATH": "/models/segment.onnx", "REDIS_URL": k8s.redis_url(slug),
@@ -236,11 +236,11 @@ def prediction_cache(p: Params) -> list[Obj]:
     objs = k8s.redis(slug, maxmemory=p["ROOMY"], policy="allkeys-lru",
                      lab=f'redis_server(maxmemory="{p["ROOMY"]}", policy="allkeys-lru")',
                      does="The prediction cache, with a memory limit and LRU eviction.")
-    objs += model_server(slug, "model", "knn.onnx", scale=10,
+    objs += model_server(slug, "model", "knn.onnx",
                          init_image=k8s.image(slug, "model-knn", tag="v1"),
                          lab="lab.serve(create_model_app) of knn v1 (later v2)",
                          does="The model; a release swaps the model image, keys change with it.")
-    objs += server(slug, "proxy", "prediction_cache_proxy:create_app", scale=10,
+    objs += server(slug, "proxy", "prediction_cache_proxy:create_app",
                    lab='lab.serve("prediction_cache_proxy:create_app", KEY_HAS_VERSION=1)',
                    does="Answers hits from Redis, calls the model on a miss, keys by version.",
                    config={"REDIS_URL": k8s.redis_url(slug), "BACKEND_URL": k8s.url(slug, "model"),
@@ -320,7 +320,7 @@ def template(p: Params) -> list[Obj]:
                                   lab=f"%%writefile {spec_file}",
                                   does=f"The {service_name} spec, mounted where the "
                                        "template reads it."))
-        objs += server(slug, service_name, "service_template:create_app", scale=10,
+        objs += server(slug, service_name, "service_template:create_app",
                        lab=f'lab.serve("service_template:create_app"), SPEC_PATH={spec_file}',
                        does=f"The {service_name} service: the template plus its spec and model.",
                        env={"SPEC_PATH": "/models/spec.yaml"},
