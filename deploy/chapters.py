@@ -161,8 +161,8 @@ def asynchronous(p: Params) -> list[Obj]:
 def multi_stage(p: Params) -> list[Obj]:
     slug = "serving/multi-stage"
     consts = k8s.module_constants(slug, "multistage_worker")
-    env = {"REDIS_URL": k8s.redis_url(slug), "LIGHT_MODEL": "/models/light.onnx",
-           "HEAVY_MODEL": "/models/heavy.onnx"}
+    env = {"REDIS_URL": k8s.redis_url(slug), "LIGHT_MODEL": "/models/light_logreg.onnx",
+           "HEAVY_MODEL": "/models/heavy_knn.onnx"}
     objs = k8s.redis(slug, lab='redis_server(name="multistage-redis")',
                      does=f"The stream {consts['STREAM']!r} and the job hashes.")
     objs += server(slug, "front", "multistage_front:create_app", scale=10,
@@ -236,7 +236,7 @@ def prediction_cache(p: Params) -> list[Obj]:
     objs = k8s.redis(slug, maxmemory=p["ROOMY"], policy="allkeys-lru",
                      lab=f'redis_server(maxmemory="{p["ROOMY"]}", policy="allkeys-lru")',
                      does="The prediction cache, with a memory limit and LRU eviction.")
-    objs += model_server(slug, "model", "knn.onnx",
+    objs += model_server(slug, "model", "knn-v1.onnx",
                          init_image=k8s.image(slug, "model-knn", tag="v1"),
                          lab="lab.serve(create_model_app) of knn v1 (later v2)",
                          does="The model; a release swaps the model image, keys change with it.")
@@ -334,11 +334,12 @@ def template(p: Params) -> list[Obj]:
 def anti_all_in_one(p: Params) -> list[Obj]:
     slug = "serving/anti-all-in-one"
     objs = []
-    for model, cpu in (("iris", "100m"), ("wine", "100m"), ("heavy", "500m")):
+    for model, cpu, path in (("iris", "100m", "iris.onnx"), ("wine", "100m", "wine.onnx"),
+                             ("heavy", "500m", "heavy_v1.onnx")):
         objs += server(slug, model, "model_server:create_app", scale=10, cpu=cpu,
                        lab=f'deploy("{model}", ...): lab.serve("model_server:create_app")',
                        does=f"Model {model} alone: its releases and crashes touch no other model.",
-                       config={"MODELS": f"{model}=/models/{model}.onnx"})
+                       config={"MODELS": f"{model}=/models/{path}"})
     return objs
 
 
