@@ -296,7 +296,7 @@ def prep_pred(p: Params) -> list[Obj]:
     objs += server(slug, "prep", "prep_pred_apps:create_prep_app", scale=10,
                    lab='lab.serve("prep_pred_apps:create_prep_app")',
                    does=f"Decodes and resizes to {p['SIZE']}x{p['SIZE']}, sends binary tensors.",
-                   config={"PREP_PATH": "/models/standard-v1.json",
+                   config={"PREP_PATH": "/models/prep-standard-v1.json",
                            "PRED_URL": k8s.url(slug, "pred")})
     objs.append(k8s.destination_rule(
         slug, "pred", pred, subsets={"standard-v1": version},
