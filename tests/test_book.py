@@ -5,7 +5,6 @@ notebooks under -W. Plus static checks of the sources that need no run."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest

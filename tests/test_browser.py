@@ -7,8 +7,8 @@ book that does not exist, or a machine path or numpy repr in an output."""
 from __future__ import annotations
 
 import functools
-import re
 import http.server
+import re
 import shutil
 import threading
 from collections.abc import Iterator
