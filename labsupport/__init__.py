@@ -8,7 +8,12 @@ Modules, each named for what it gives:
 * ``apps``: a reusable model server (FastAPI + onnxruntime);
 * ``load``: closed- and open-loop load generators and a percentile summary;
 * ``plots`` and ``diagrams``: shared figures and generated architecture diagrams;
-* ``check``: interleaved measurements and claims that show their numbers.
+* ``check``: interleaved measurements, claims that show their numbers, glued numbers;
+* ``proxy``: the scaffold of a proxy app (pooled client, deadlines, 502/504 naming the
+  upstream); ``timeline``: background samplers, clocks, drains;
+* ``manifests``: each chapter's Kubernetes objects, rendered from what the lab ran;
+* ``toc`` and ``summaries``: the book's one list of chapters, and what the summary pages
+  collect from them.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "apps", "check", "diagrams", "load", "models", "plots", "redis", "servers",
+    "apps", "check", "diagrams", "load", "manifests", "models", "plots", "proxy", "redis",
+    "servers", "summaries", "timeline", "toc",
     "claim", "glue", "interleave", "ratio", "free_port", "running", "serve", "start_process",
     "stop_all", "setup", "workdir", "chapter_slug",
 ]
