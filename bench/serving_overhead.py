@@ -353,9 +353,13 @@ def main() -> int:
               f"generator: {args.generator}")
         ceiling = measure(arms[2], argparse.Namespace(**{**vars(args), "seconds": 3}),
                           scratch)
-        verdict = ("the server, not the generator, sets the pace"
-                   if ceiling["server_busy"] >= 0.9 else
-                   "the server had CPU to spare: the generator may be the bottleneck")
+        capacity = args.threads if args.generator == "wrk" else args.processes
+        if ceiling["server_busy"] >= 0.9:
+            verdict = "the server, not the generator, sets the pace"
+        elif ceiling["generator_busy"] >= 0.9 * capacity:
+            verdict = "the generator is saturated: it, not the server, is the bottleneck"
+        else:
+            verdict = "neither is saturated: other work on the machine took the CPU"
         print(f"generator ceiling vs the bare endpoint: {ceiling['rps']:,.0f} req/s; "
               f"server busy {ceiling['server_busy']:.0%} of a core, generator "
               f"{ceiling['generator_busy']:.0%}: {verdict}\n")
