@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import queue
 import sqlite3
 import threading
@@ -145,8 +146,10 @@ def make_row(*, request_id: str, variant: str, prediction: Any = None,
         latency_ms = float(latency_ms)
         if not latency_ms >= 0:  # also rejects NaN
             raise ValueError(f"latency_ms must be >= 0 or None, not {latency_ms!r}")
-    if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 999:
+    if isinstance(status, bool) or not isinstance(status, numbers.Integral) \
+            or not 0 <= status <= 999:
         raise ValueError(f"status must be an HTTP status (0 for no answer), not {status!r}")
+    status = int(status)  # a numpy integer too
     if outcome is not None:
         outcome = float(outcome)
     return (

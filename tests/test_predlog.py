@@ -44,6 +44,8 @@ def test_rows_round_trip_with_types(tmp_path: Path) -> None:
     assert predlog.count(db) == 3 and predlog.count(db, "primary") == 2
     assert list(predlog.read(db, variant="candidate")["request_id"]) == ["r1"]
     assert len(predlog.read(db, variant=["primary", "candidate"])) == 3
+    predlog.write(db, [{"request_id": "r3", "variant": "primary", "status": np.int64(503)}])
+    assert predlog.read(db, variant="primary")["status"].tolist() == [200, 200, 503]
 
 
 def test_database_is_in_wal_mode(tmp_path: Path) -> None:
