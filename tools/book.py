@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from labsupport import toc  # noqa: E402
 
 CELL_TIMEOUT_S = 180
-SOURCES = ["_config.yml", "_toc.yml", "book", "notebooks"]
+SOURCES = ["_config.yml", "_toc.yml", "book", "notebooks", "deploy"]  # deploy: pages include its files
 
 
 # --- sync: the generated chapter lists ------------------------------------------------
