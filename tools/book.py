@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 from labsupport import toc  # noqa: E402
 
 CELL_TIMEOUT_S = 180
-SOURCES = ["_config.yml", "_toc.yml", "book", "notebooks", "deploy"]  # deploy: pages include its files
+# what a run copies beside the executed notebooks (book/production.md includes deploy/ files)
+SOURCES = ["_config.yml", "_toc.yml", "book", "notebooks", "deploy"]
 
 
 # --- sync: the generated chapter lists ------------------------------------------------
@@ -182,7 +183,7 @@ def execute_one(source: Path, target: Path) -> int:
     try:
         client.execute()
     except CellExecutionError as error:
-        print(str(error)[-3000:], file=sys.stderr)
+        print(re.sub(r"\x1b\[[0-9;]*m", "", str(error))[-3000:], file=sys.stderr)  # no colours
         status = 1
     finally:
         target.parent.mkdir(parents=True, exist_ok=True)
