@@ -44,6 +44,8 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=10), datab
 # float32 values (what the models compute in) from the tiniest to the largest: out-of-range
 # floats are the positive and negative cases' job, these must reach the model
 F32_MAX = 3.4028234663852886e38
+# what a failed schemathesis check raises: a group of AssertionErrors (a BaseExceptionGroup)
+FAILED = (AssertionError, BaseExceptionGroup)
 EXTREME = st.one_of(st.floats(width=32, allow_nan=False, allow_infinity=False),
                     st.sampled_from([0.0, -0.0, 1e-45, F32_MAX, -F32_MAX]))
 
@@ -75,6 +77,11 @@ def _request(case: Any) -> str:
     return " ".join(parts)
 
 
+def _first_line(error: BaseException) -> str:
+    errors = getattr(error, "exceptions", None) or [error]
+    return "; ".join(str(e).strip().splitlines()[0] for e in errors if str(e).strip())
+
+
 def _json(response: Any) -> Any:
     try:
         return response.json()
@@ -100,8 +107,8 @@ def check(tally: Tally, entry: labapps.LabApp, ctx: labapps.Context, case: Any) 
         else:
             try:
                 case.validate_response(response, checks=[not_a_server_error])
-            except Exception as error:
-                tally.fail(case, f"{status} {json.dumps(body)[:300]} ({type(error).__name__}; "
+            except FAILED as error:
+                tally.fail(case, f"{status} {json.dumps(body)[:300]} ({_first_line(error)}; "
                                  f"upstream answers {upstream})")
     for name, answer in upstream:
         if answer >= 500:
@@ -109,8 +116,9 @@ def check(tally: Tally, entry: labapps.LabApp, ctx: labapps.Context, case: Any) 
     if 200 <= status < 300:
         try:
             case.validate_response(response, checks=[response_schema_conformance])
-        except Exception as error:
-            tally.fail(case, f"{status} does not match the response schema: {error}"[:400])
+        except FAILED as error:
+            tally.fail(case, f"{status} does not match the response schema: "
+                             f"{_first_line(error)} {json.dumps(body)[:200]}")
     if status == 422:
         fields = body.get("detail") if isinstance(body, dict) else None
         if not (isinstance(fields, list) and fields
