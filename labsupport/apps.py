@@ -167,6 +167,12 @@ def create_model_app(model_path: str | None = None) -> FastAPI:
             labels, probabilities, model_ms = run(rows)
         else:
             labels, probabilities, model_ms = await run_in_threadpool(run, rows)
+        if not np.isfinite(probabilities).all():
+            # rows the model cannot score (finite, but so extreme that it overflows)
+            bad = int(np.flatnonzero(~np.isfinite(probabilities).all(axis=1))[0])
+            return _unprocessable([{"field": f"body.rows.{bad}", "message":
+                                    "the model gives no probabilities for this row: its "
+                                    "values are too extreme for it"}])
         probabilities = probabilities.astype(float).round(6).tolist()
         content = (f'{{"labels":{_compact_json(labels.tolist())},"classes":{classes},'
                    f'"probabilities":{_compact_json(probabilities)},{tail[1:]}')

@@ -370,10 +370,7 @@ def _apps() -> list[LabApp]:
     return [
         # a logistic regression: extreme rows overflow it (anti-online-bigsize serves one)
         LabApp("labsupport", "labsupport.apps", "create_model_app",
-               lambda c: {"MODEL_PATH": str(c.shop.wine)}, rows={"POST /predict": {"width": 13}},
-               known_bug="labsupport.apps answers 200 with null probabilities (against its "
-                         "response model) when float32 rows overflow the model into NaN; "
-                         "it should answer 422 naming body.rows (reported)"),
+               lambda c: {"MODEL_PATH": str(c.shop.wine)}, rows={"POST /predict": {"width": 13}}),
         LabApp("serving/web-single", "web_single_app", "create_app",
                lambda c: {"MODEL_PATH": str(c.shop.iris)}),
         LabApp("serving/web-single", "levers_app", "create_app",
