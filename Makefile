@@ -63,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/serving_overhead.py
 
 clean:
-	rm -rf _build .pytest_cache .ruff_cache
+	rm -rf _build .pytest_cache .ruff_cache .hypothesis
