@@ -12,6 +12,8 @@ Modules, each named for what it gives:
 * ``proxy``: the scaffold of a proxy app (pooled client, deadlines, 502/504 naming the
   upstream); ``timeline``: background samplers, clocks, drains;
 * ``manifests``: each chapter's Kubernetes objects, rendered from what the lab ran;
+* ``predlog``: the prediction log (SQLite, written off the request path); ``abtest``: the
+  statistics of an online test (sample size, two-proportion test, bootstrap, peeking);
 * ``toc`` and ``summaries``: the book's one list of chapters, and what the summary pages
   collect from them.
 """
@@ -43,8 +45,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "apps", "check", "diagrams", "load", "manifests", "models", "plots", "proxy", "redis",
-    "servers", "summaries", "timeline", "toc",
+    "abtest", "apps", "check", "diagrams", "load", "manifests", "models", "plots", "predlog",
+    "proxy", "redis", "servers", "summaries", "timeline", "toc",
     "claim", "glue", "interleave", "ratio", "free_port", "running", "serve", "start_process",
     "stop_all", "setup", "workdir", "chapter_slug",
 ]
