@@ -15,7 +15,8 @@ JOBS ?= 2
 LAB_PORT ?= 8888
 # One folder per run under _build/runs: a `make book` while `make test` runs never mixes
 # their notebooks, claims or pages.
-RUN_ID := $(shell date +%Y%m%d-%H%M%S)-$$$$
+# evaluated once, when make starts (a `$$$$` in a recipe would differ from line to line)
+RUN_ID := $(shell echo "$$(date +%Y%m%d-%H%M%S)-$$$$")
 TEST_RUN := _build/runs/test-$(RUN_ID)
 
 .PHONY: lab test book lint unit manifests bench sync clean
