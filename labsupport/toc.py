@@ -34,6 +34,9 @@ class Chapter:
     title: str  # the notebook's first heading
     one_line: str  # the "In one line:" sentence of the first cell ("" if none)
     need: str  # notebook metadata mlsdp.need: the reader's need it answers ("" if none)
+    # notebook metadata mlsdp.exclusive: the chapter measures the machine's capacity, so a
+    # book run executes it alone, not beside another chapter
+    exclusive: bool = False
 
     @property
     def slug(self) -> str:
@@ -88,12 +91,13 @@ def read_chapter(root: Path, file: str) -> Chapter:
     text = "".join(first["source"]) if first else ""
     heading = re.search(r"^#\s+(.+)$", text, flags=re.M)
     one_line = re.search(r"\*\*In one line:\*\*\s*(.+?)(?:\n\n|$)", text, flags=re.S)
-    need = notebook.get("metadata", {}).get("mlsdp", {}).get("need", "")
+    declared = notebook.get("metadata", {}).get("mlsdp", {})
     return Chapter(
         file=file,
         title=heading.group(1).strip() if heading else Path(file).name,
         one_line=" ".join(one_line.group(1).split()) if one_line else "",
-        need=need,
+        need=declared.get("need", ""),
+        exclusive=bool(declared.get("exclusive", False)),
     )
 
 

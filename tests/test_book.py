@@ -53,6 +53,17 @@ def test_summaries_ran_after_every_chapter(book_run: Path) -> None:
     assert first_summary >= last_chapter
 
 
+def test_capacity_chapters_ran_alone(book_run: Path) -> None:
+    run = report(book_run)
+    exclusive = {c.file for c in toc.chapters(root=ROOT) if c.exclusive}
+    for entry in run["chapters"]:
+        if entry["file"] not in exclusive:
+            continue
+        beside = [n["slug"] for n in run["chapters"] if n is not entry
+                  and n["started"] < entry["finished"] and n["finished"] > entry["started"]]
+        assert not beside, f"{entry['slug']} measures capacity but ran beside {beside}"
+
+
 def test_no_process_was_left_running(book_run: Path) -> None:
     assert report(book_run)["leftover_processes"] == []
 

@@ -4,7 +4,8 @@
     python tools/book.py run OUT [--jobs 2] [--only SLUG ...] [--no-render]
 
 ``run`` executes every chapter of ``_toc.yml`` once, ``--jobs`` at a time, each in its
-own kernel; then, when all of them have finished, the summary pages; then it renders the
+own kernel (a chapter that measures capacity, notebook metadata ``mlsdp.exclusive``, runs
+alone); then, when all of them have finished, the summary pages; then it renders the
 HTML book from exactly those executed notebooks (Sphinx with ``-W``: a warning fails the
 build). Everything goes under OUT (one folder per run, so two runs at once never mix):
 
@@ -280,9 +281,16 @@ def run(out: Path, *, root: Path = ROOT, jobs: int = 2, only: list[str] | None =
     # a summary page checks that every chapter ran in this build: none for a partial run
     summaries = [c for c in everything if c.is_summary and not only]
     started = time.time()
-    print(f"Executing {len(chapters)} chapters, {jobs} at a time (run {run_id}):", flush=True)
+    shared = [c for c in chapters if not c.exclusive]
+    alone = [c for c in chapters if c.exclusive]
+    print(f"Executing {len(shared)} chapters, {jobs} at a time (run {run_id}):", flush=True)
     report: dict = {"run": run_id, "jobs": jobs, "chapters": [], "summaries": []}
-    report["chapters"] = _execute_all(root, out, chapters, jobs, run_id)
+    report["chapters"] = _execute_all(root, out, shared, jobs, run_id)
+    if alone:
+        # a capacity measurement needs the whole machine: nothing runs beside it
+        print(f"Executing {len(alone)} chapters that measure capacity, one at a time:",
+              flush=True)
+        report["chapters"] += _execute_all(root, out, alone, 1, run_id)
     print(f"Executing {len(summaries)} summary pages, after every chapter:", flush=True)
     report["summaries"] = _execute_all(root, out, summaries, jobs, run_id)
     report["execute_seconds"] = round(time.time() - started, 1)
