@@ -1,4 +1,4 @@
-"""What each serving chapter deploys: one function per chapter, from the chapter's parameters.
+"""What each chapter deploys: one function per chapter, from the chapter's parameters.
 
 Each function gets the chapter's parameters (its ``parameters`` cell, or a run's own values
 when a notebook calls ``lab.manifests.show(slug, globals())``) and returns the Kubernetes
@@ -13,6 +13,7 @@ a chapter's own run shows its own. Generate with ``make manifests``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +32,11 @@ MEASURED: dict[str, Params] = {
     "serving/circuit-break": {"MAX_IN_FLIGHT": 4, "DEADLINE_MS": 300, "FAIL_MAX": 3,
                               "OPEN_S": 0.5, "FALLBACK_LABEL": 0},
     "serving/synchronous": {"timeout_s": 0.022},
+    # loading-test: CPU per request at C, the last step below the knee, the knee, and the
+    # server's resident memory, from a book build on the 2-core machine
+    "qa/loading-test": {"cpu_ms": 12.0, "SAFE": 0.75, "KNEE": 1.0, "SERVER_RSS_MB": 120.0},
+    # anti-offline-only: the variant the KPI picked (B, the lower threshold, in every build)
+    "qa/anti-offline-only": {"winner": "B"},
 }
 
 
@@ -356,6 +362,127 @@ def anti_online_bigsize(p: Params) -> list[Obj]:
     return objs
 
 
+# --- qa ---------------------------------------------------------------------------------------
+
+def versions(slug: str, host: str, app: str, pods: dict[str, tuple[dict[str, Any], str, str]],
+             *, cpu: str = "250m", memory: str = "256Mi") -> list[Obj]:
+    """One Deployment per model version (label ``version``), then one Service over all of
+    them: Istio picks the version by subset, so the Service selects every version's pods.
+    ``pods``: version -> (env, lab component, what it does)."""
+    objs = []
+    for version, (env, lab, does) in pods.items():
+        box = k8s.container("model", k8s.image(slug, f"model-{version}"), k8s.uvicorn(app),
+                            cpu=cpu, memory=memory, env=env)
+        objs.append(k8s.deployment(slug, f"model-{version}", [box], lab=lab, does=does,
+                                   labels={"mlsdp.book/service": host, "version": version}))
+    return objs
+
+
+def shared_service(slug: str, host: str, *, lab: str, does: str) -> Obj:
+    svc = k8s.service(slug, "model", lab=lab, does=does)
+    svc["spec"]["selector"] = {"mlsdp.book/service": host}  # every version's pods
+    return svc
+
+
+def shadow_ab(p: Params) -> list[Obj]:
+    slug = "qa/shadow-ab"
+    host = k8s.name_of(slug, "model")
+    candidate = f"knn-{p['CANDIDATE_ROWS'] // 1000}k"
+    objs = versions(slug, host, "labsupport.apps:create_model_app", cpu="1", memory="512Mi", pods={
+        "v1": ({"MODEL_PATH": "/models/primary.onnx"}, 'lab.serve(..., name="primary")',
+               "The primary model: every client answer comes from these pods."),
+        "v2": ({"MODEL_PATH": "/models/candidate.onnx"},
+               f'lab.serve("candidate_app:create_app", name="{candidate}")',
+               "The candidate: gets a copy of the traffic, answers nobody.")})
+    return [*objs,
+            shared_service(slug, host, lab="PRIMARY_URL and CANDIDATES of the shadow proxy",
+                           does="One address for both versions; Istio picks the pods by subset."),
+            k8s.destination_rule(slug, "model", host, subsets={"v1": {"version": "v1"},
+                                                               "v2": {"version": "v2"}},
+                                 lab="the names in CANDIDATES",
+                                 does="Names the two versions as subsets, by pod label."),
+            k8s.virtual_service(slug, "model", host, routes=[("v1", 100)], mirror="v2",
+                                mirror_percent=100.0,
+                                lab='PUT /mirror {"mode": "mirror", "percent": 100}',
+                                does="Sends every request to v1 and a copy to v2, without "
+                                     "waiting for it.")]
+
+
+def online_ab(p: Params) -> list[Obj]:
+    slug = "qa/online-ab"
+    host = k8s.name_of(slug, "model")
+    objs = versions(slug, host, "labsupport.apps:create_model_app", pods={
+        v: ({"MODEL_PATH": f"/models/{v}.onnx"}, f"servers['{v.upper()}']",
+            f"Variant {v.upper()}'s model server.") for v in ("a", "b")})
+    objs.append(shared_service(slug, host, lab="A_URL and B_URL of the ab-proxy",
+                               does="One address for both variants; Istio picks by subset."))
+    objs.append(k8s.destination_rule(
+        slug, "model", host, lab="servers['A'] and servers['B']",
+        does="Names the two Deployments (label version: a or b) as subsets.",
+        subsets={"a": {"version": "a"}, "b": {"version": "b"}}))
+    objs.append(k8s.virtual_service(
+        slug, "split", host, lab="ab-proxy, SPLIT_MODE=random",
+        does="Sends each request to a or b by weight: the ramp edits these.",
+        routes=[("a", 100 - p["RAMP"][1]), ("b", p["RAMP"][1])]))
+    sticky = k8s.virtual_service(
+        slug, "sticky", host, lab="ab-proxy, SPLIT_MODE=sticky",
+        does="Routes on the variant header an assignment service set from the user id's "
+             "bucket; no header: a.",
+        match_header=("x-ab-variant", "b"), routes=[("b", 100)])
+    sticky["spec"]["http"].append({"route": [{"destination": {"host": host, "subset": "a"}}]})
+    return [*objs, sticky]
+
+
+def anti_offline_only(p: Params) -> list[Obj]:
+    slug = "qa/anti-offline-only"
+    host = k8s.name_of(slug, "model")
+    winner = p["winner"]
+    objs = versions(slug, host, "threshold_server:create_app", pods={
+        v.lower(): ({"MODEL_PATH": "/models/fraud.onnx", "THRESHOLD": str(t)},
+                    f"servers['{v}'] (THRESHOLD={t})",
+                    f"Variant {v}: the same model, flagging at P(fraud) >= {t}.")
+        for v, t in p["THRESHOLDS"].items()})
+    return [*objs,
+            shared_service(slug, host, lab="A_URL and B_URL of the ab-proxy",
+                           does="One address for both variants; Istio picks by subset."),
+            k8s.destination_rule(slug, "model", host, lab="servers['A'] and servers['B']",
+                                 does="Names the two variants (label version: a or b) as subsets.",
+                                 subsets={"a": {"version": "a"}, "b": {"version": "b"}}),
+            k8s.virtual_service(
+                slug, "split", host, lab=f"PUT /split (the kill switch: all to {winner})",
+                does=f"All traffic to the winner {winner}; the loser's weight 0 is the kill "
+                     "switch.",
+                routes=[("a", 0 if winner == "B" else 100), ("b", 100 if winner == "B" else 0)])]
+
+
+def loading_test(p: Params) -> list[Obj]:
+    slug = "qa/loading-test"
+    cpu_ms = float(p["cpu_ms"])
+    target, low = capacity_plan(cpu_ms, p["SAFE"], p["PEAK_RPS"])
+    memory_mi = int(64 * math.ceil(1.5 * p["SERVER_RSS_MB"] / 64))
+    box = k8s.container("model", k8s.image(slug, "model"),
+                        k8s.uvicorn("labsupport.apps:create_model_app"),
+                        env={"MODEL_PATH": "/models/knn.onnx"}, cpu="1", memory=f"{memory_mi}Mi")
+    return [
+        k8s.deployment(slug, "model", [box], replicas=low,
+                       lab='lab.serve("labsupport.apps:create_model_app") of the kNN',
+                       does="The model server: one CPU per pod, as sized by the capacity test."),
+        k8s.service(slug, "model", lab="server.url",
+                    does="The address the load test targets in the cluster."),
+        k8s.hpa(slug, "model", low=low, high=2 * low, cpu_percent=target,
+                lab=f"the knee at {p['KNEE']:g} x C and PEAK_RPS",
+                does=f"Keeps each pod near {target}% of its CPU request: below the knee."),
+    ]
+
+
+def capacity_plan(cpu_ms: float, safe: float, peak_rps: float) -> tuple[int, int]:
+    """The HPA's target utilisation (the share of capacity below the knee, within 50-80 %)
+    and the replicas that serve ``peak_rps`` at it, one requested CPU per pod."""
+    per_pod_rps = 1000 / cpu_ms
+    target = int(min(80, max(50, 100 * safe)))
+    return target, math.ceil(peak_rps / (per_pod_rps * target / 100))
+
+
 CHAPTERS: dict[str, Callable[[Params], list[Obj]]] = {
     "serving/web-single": web_single,
     "serving/synchronous": synchronous,
@@ -371,4 +498,8 @@ CHAPTERS: dict[str, Callable[[Params], list[Obj]]] = {
     "serving/template": template,
     "serving/anti-all-in-one": anti_all_in_one,
     "serving/anti-online-bigsize": anti_online_bigsize,
+    "qa/shadow-ab": shadow_ab,
+    "qa/online-ab": online_ab,
+    "qa/loading-test": loading_test,
+    "qa/anti-offline-only": anti_offline_only,
 }

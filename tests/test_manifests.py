@@ -121,7 +121,27 @@ def test_queue_names_come_from_the_workers_code():
     assert (meta["stream"], meta["consumerGroup"]) == (consts["STREAM"], consts["GROUP"])
 
 
-@pytest.mark.parametrize("slug", [s for s in SLUGS if s.startswith("serving/")])
+def test_every_qa_chapter_deploys_something():
+    chapters = {p.relative_to(ROOT / "notebooks").with_suffix("").as_posix()
+                for p in (ROOT / "notebooks" / "qa").glob("*.ipynb")}
+    assert chapters == {s for s in SLUGS if s.startswith("qa/")}
+
+
+def test_a_qa_run_s_measured_values_reach_the_objects():
+    # loading-test sizes its pods from what it measured; anti-offline-only kills the loser
+    objs = {o["kind"]: o for o in manifests.render(
+        "qa/loading-test", {"cpu_ms": 20.0, "SAFE": 0.5, "PEAK_RPS": 1000})}
+    autoscaler = objs["HorizontalPodAutoscaler"]["spec"]
+    # 50 requests/s per CPU at 50 %: 25 requests/s a pod, 40 pods for 1000 requests/s
+    assert autoscaler["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
+    assert autoscaler["minReplicas"] == objs["Deployment"]["spec"]["replicas"] == 40
+    switch = [o for o in manifests.render("qa/anti-offline-only", {"winner": "A"})
+              if o["kind"] == "VirtualService"][0]
+    weights = {r["destination"]["subset"]: r["weight"] for r in switch["spec"]["http"][0]["route"]}
+    assert weights == {"a": 100, "b": 0}
+
+
+@pytest.mark.parametrize("slug", SLUGS)
 def test_the_chapter_shows_its_objects(slug):
     text = manifests.notebook(slug).read_text()
     assert f'lab.manifests.show(\\"{slug}\\", globals())' in text
