@@ -48,6 +48,9 @@ def uses(module: patternmodules.PatternModule) -> dict[str, list[str]]:
     """How the chapter uses the module, read from its other code cells."""
     code, name = _code(module.notebook), re.escape(module.module)
     served = re.findall(rf'lab\.serve\(\s*"{name}:(\w+)"', code)
+    # an app spec kept in a variable or a table and handed to lab.serve later
+    if "lab.serve(" in code:
+        served += [f for f in re.findall(rf'"{name}:(\w+)"', code) if f not in served]
     # the template chapter serves f"{template_module}:create_app" for several modules
     for variable, factory in re.findall(r'lab\.serve\(\s*f"\{(\w+)\}:(\w+)"', code):
         if re.search(rf'\b{variable}\b.*"{name}"|"{name}".*\b{variable}\b', code) or \
