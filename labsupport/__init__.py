@@ -14,6 +14,7 @@ Modules, each named for what it gives:
 * ``manifests``: each chapter's Kubernetes objects, rendered from what the lab ran;
 * ``predlog``: the prediction log (SQLite, written off the request path); ``abtest``: the
   statistics of an online test (sample size, two-proportion test, bootstrap, peeking);
+* ``tracking``: MLflow runs and registry in the chapter's folder, or a tracking server;
 * ``toc`` and ``summaries``: the book's one list of chapters, and what the summary pages
   collect from them.
 """
@@ -46,7 +47,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "abtest", "apps", "check", "diagrams", "load", "manifests", "models", "plots", "predlog",
-    "proxy", "redis", "servers", "summaries", "timeline", "toc",
+    "proxy", "redis", "servers", "summaries", "timeline", "toc", "tracking",
     "claim", "glue", "interleave", "ratio", "free_port", "running", "serve", "start_process",
     "stop_all", "setup", "workdir", "chapter_slug",
 ]
