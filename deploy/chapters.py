@@ -503,3 +503,30 @@ CHAPTERS: dict[str, Callable[[Params], list[Obj]]] = {
     "qa/loading-test": loading_test,
     "qa/anti-offline-only": anti_offline_only,
 }
+
+
+def _chapter_modules() -> None:
+    """Register the chapters that keep their objects beside their files, in
+    ``deploy/<category>/<slug>/objects.py`` (a function ``objects(p)``, and ``MEASURED``
+    when the lab measures what the objects need): one file per chapter, so chapters
+    written side by side never edit the same file."""
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    for path in sorted(here.glob("*/*/objects.py")):
+        slug = path.parent.relative_to(here).as_posix()
+        spec = importlib.util.spec_from_file_location(
+            "mlsdp_deploy_" + slug.replace("/", "_").replace("-", "_"), path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if slug in CHAPTERS:
+            raise ValueError(f"{slug} is registered twice: in deploy/chapters.py and {path}")
+        CHAPTERS[slug] = module.objects
+        if hasattr(module, "MEASURED"):
+            MEASURED[slug] = dict(module.MEASURED)
+
+
+_chapter_modules()

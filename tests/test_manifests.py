@@ -32,10 +32,11 @@ def _id(pair: tuple[str, dict]) -> str:
     return f"{slug}:{obj['kind']}/{obj['metadata']['name']}"
 
 
-def test_every_serving_chapter_deploys_something():
+@pytest.mark.parametrize("category", ["serving", "qa", "training", "operation", "lifecycle"])
+def test_every_chapter_of_a_category_deploys_something(category):
     chapters = {p.relative_to(ROOT / "notebooks").with_suffix("").as_posix()
-                for p in (ROOT / "notebooks" / "serving").glob("*.ipynb")}
-    assert chapters == {s for s in SLUGS if s.startswith("serving/")}
+                for p in (ROOT / "notebooks" / category).glob("*.ipynb")}
+    assert chapters == {s for s in SLUGS if s.startswith(f"{category}/")}
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -119,12 +120,6 @@ def test_queue_names_come_from_the_workers_code():
     so = [o for o in manifests.render("serving/multi-stage") if o["kind"] == "ScaledObject"][0]
     meta = so["spec"]["triggers"][0]["metadata"]
     assert (meta["stream"], meta["consumerGroup"]) == (consts["STREAM"], consts["GROUP"])
-
-
-def test_every_qa_chapter_deploys_something():
-    chapters = {p.relative_to(ROOT / "notebooks").with_suffix("").as_posix()
-                for p in (ROOT / "notebooks" / "qa").glob("*.ipynb")}
-    assert chapters == {s for s in SLUGS if s.startswith("qa/")}
 
 
 def test_a_qa_run_s_measured_values_reach_the_objects():
