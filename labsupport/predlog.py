@@ -20,6 +20,9 @@ operation chapters watch a model from the same rows. One table, ``predictions``:
 ``label``       the true label when known at logging time (else see ``labels``)
 ``outcome``     a business outcome (a KPI value such as 1.0 for a click), or NULL
 ``extra``       any other fields, as a JSON object
+``logged_at``   Unix time when the writer committed the row (its freshness: ``logged_at
+                - ts``); stamped by :class:`PredictionLog`, :func:`write` and
+                ``labsupport.logqueue``'s consumer, just before the transaction
 ==============  =====================================================================
 
 Labels often arrive later than predictions; :func:`add_labels` writes them to a second
@@ -72,7 +75,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     error TEXT,
     label,
     outcome REAL,
-    extra TEXT
+    extra TEXT,
+    logged_at REAL
 );
 CREATE INDEX IF NOT EXISTS predictions_request ON predictions (request_id);
 CREATE INDEX IF NOT EXISTS predictions_variant_ts ON predictions (variant, ts);
@@ -84,8 +88,16 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 """
 
-_INSERT = (f"INSERT INTO predictions ({', '.join(COLUMNS)}) "
-           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+_INSERT = (f"INSERT INTO predictions ({', '.join(COLUMNS)}, logged_at) "
+           f"VALUES ({', '.join('?' for _ in COLUMNS)}, ?)")
+
+
+def stamped(rows: Iterable[tuple]) -> list[tuple]:
+    """Rows built by :func:`make_row` with the current time appended as ``logged_at``, for
+    an ``INSERT`` of :data:`COLUMNS` plus ``logged_at``. Introduced in
+    *operation/prediction-log*."""
+    now = time.time()
+    return [(*row, now) for row in rows]
 
 
 def connect(path: str | PathLike[str], *, timeout: float = 10.0) -> sqlite3.Connection:
@@ -294,7 +306,7 @@ class PredictionLog:
     def _write(self, con: sqlite3.Connection, batch: list[tuple]) -> None:
         try:
             with con:
-                con.executemany(_INSERT, batch)
+                con.executemany(_INSERT, stamped(batch))
         except sqlite3.Error as error:
             with self._done:
                 self.failed += len(batch)
@@ -314,7 +326,7 @@ def write(path: str | PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
     con = connect(path)
     try:
         with con:
-            con.executemany(_INSERT, built)
+            con.executemany(_INSERT, stamped(built))
     finally:
         con.close()
     return len(built)
