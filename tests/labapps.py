@@ -440,6 +440,8 @@ def _apps() -> list[LabApp]:
                               "qa/shadow-ab:candidate_app:create_app", "candidate")}),
                           "LOG_PATH": str(c.tmp / f"shadow-{next(_ids)}.sqlite")},
                _proxy_502({"primary": ()}), rows=iris_rows),
+        LabApp("operation/model-in-image", "image_app", "create_app",
+               lambda c: {"MODEL_PATH": str(c.shop.iris), "IMAGE_DIGEST": "sha256:" + "0" * 64}),
     ]
 
 
