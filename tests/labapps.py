@@ -440,6 +440,12 @@ def _apps() -> list[LabApp]:
                               "qa/shadow-ab:candidate_app:create_app", "candidate")}),
                           "LOG_PATH": str(c.tmp / f"shadow-{next(_ids)}.sqlite")},
                _proxy_502({"primary": ()}), rows=iris_rows),
+        # a 502 only when the model's manifest cannot be read; a failed or late model
+        # call is the chapter's fallback (a 200)
+        LabApp("operation/parameter-based-serving", "param_proxy", "create_app",
+               lambda c: {"MODEL_URL": _serve_model(c, c.shop.iris, "model-server"),
+                          "REDIS_URL": c.redis()},
+               _proxy_502({"model-server": ()}), rows=iris_rows),
         LabApp("operation/model-in-image", "image_app", "create_app",
                lambda c: {"MODEL_PATH": str(c.shop.iris), "IMAGE_DIGEST": "sha256:" + "0" * 64}),
     ]
