@@ -448,6 +448,8 @@ def _apps() -> list[LabApp]:
                _proxy_502({"model-server": ()}), rows=iris_rows),
         LabApp("operation/model-in-image", "image_app", "create_app",
                lambda c: {"MODEL_PATH": str(c.shop.iris), "IMAGE_DIGEST": "sha256:" + "0" * 64}),
+        LabApp("operation/data-model-versioning", "version_registry", "create_app",
+               lambda c: {"REGISTRY_DIR": str(c.tmp / f"registry-{next(_ids)}")}),
     ]
 
 
