@@ -446,6 +446,11 @@ def _apps() -> list[LabApp]:
                lambda c: {"MODEL_URL": _serve_model(c, c.shop.iris, "model-server"),
                           "REDIS_URL": c.redis()},
                _proxy_502({"model-server": ()}), rows=iris_rows),
+        LabApp("operation/condition-based-serving", "router_proxy", "create_app",
+               lambda c: {"ROUTES": ",".join(f"{r}={_serve_model(c, c.shop.iris, f'model-{r}')}"
+                                             for r in ("a", "b"))},
+               _proxy_502({"model-a": (), "model-b": ()}),
+               rows={"POST /predict": {"width": 4, "headers": {"x-region": "a"}}}),
         LabApp("operation/model-in-image", "image_app", "create_app",
                lambda c: {"MODEL_PATH": str(c.shop.iris), "IMAGE_DIGEST": "sha256:" + "0" * 64}),
         LabApp("operation/data-model-versioning", "version_registry", "create_app",
