@@ -133,3 +133,31 @@ def test_page(page: str, site: tuple[str, Path], browser: object) -> None:
                  and unquote(urlparse(link).fragment) not in own_anchors]
     problems += internal_link_problems(url, facts["links"], base, html)
     assert not problems, f"{page}.html:\n" + "\n".join(problems[:20])
+
+
+EDGE_PAGE = "notebooks/serving/edge-prediction"
+
+
+@pytest.mark.skipif(EDGE_PAGE not in PAGES, reason="the edge chapter is not in the toc")
+def test_in_page_predictions_equal_the_servers(site: tuple[str, Path], browser: object) -> None:
+    """serving/edge-prediction runs its model in the page with onnxruntime-web (vendored in
+    book/_static): every test digit must get the label the chapter's server gave it."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    base, _ = site
+    browser.get(urljoin(base, f"{EDGE_PAGE}.html"))
+    deadline = time.monotonic() + 60
+    status = browser.find_element(By.ID, "edge-browser-check")
+    while status.get_attribute("data-state") == "loading" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    state, text = status.get_attribute("data-state"), status.text
+    assert state == "done", f"the in-browser model did not finish: {state}: {text}"
+    agree, total = int(status.get_attribute("data-agree")), int(status.get_attribute("data-total"))
+    assert total > 0 and agree == total, text
+    # the reader's side works too: a typed input of the wrong length is named, not run
+    browser.find_element(By.ID, "edge-typed").clear()
+    browser.find_element(By.ID, "edge-typed").send_keys("1, 2, 3")
+    browser.find_element(By.ID, "edge-read").click()
+    assert "Expected 64 numbers" in browser.find_element(By.ID, "edge-answer").text
