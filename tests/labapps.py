@@ -363,6 +363,23 @@ def _template(ctx: Context) -> dict[str, str]:
     return {"SPEC_PATH": str(folder / "iris.yaml")}
 
 
+def _monitored(ctx: Context) -> dict[str, str]:
+    """prediction-monitoring's server: the iris model, a OneClassSVM outlier detector (no
+    manifest: skl2onnx gives it no probability output to configure), a fresh log."""
+    from skl2onnx import to_onnx
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import OneClassSVM
+
+    path = ctx.shop.folder / "outlier.onnx"
+    if not path.exists():
+        X = ctx.shop.iris_data.X_train
+        path.write_bytes(to_onnx(make_pipeline(StandardScaler(), OneClassSVM(nu=0.1)).fit(X),
+                                 X[:1]).SerializeToString())
+    return {"MODEL_PATH": str(ctx.shop.iris), "OUTLIER_PATH": str(path),
+            "LOG_PATH": str(ctx.tmp / f"monitored-{next(_ids)}.sqlite")}
+
+
 def _apps() -> list[LabApp]:
     iris_rows = {"POST /predict": {"width": 4}}
     knn_rows = {"POST /predict": {"width": 32}}
@@ -455,6 +472,7 @@ def _apps() -> list[LabApp]:
                lambda c: {"MODEL_PATH": str(c.shop.iris), "IMAGE_DIGEST": "sha256:" + "0" * 64}),
         LabApp("operation/data-model-versioning", "version_registry", "create_app",
                lambda c: {"REGISTRY_DIR": str(c.tmp / f"registry-{next(_ids)}")}),
+        LabApp("operation/prediction-monitoring", "monitored_app", "create_app", _monitored),
     ]
 
 
