@@ -354,6 +354,21 @@ def _dwh(ctx: Context) -> dict[str, str]:
     return {"DWH_PATH": str(db)}
 
 
+def _training_config(ctx: Context) -> dict[str, str]:
+    """anti-training-code-in-serving's one config file: the model and the training DWH."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    dwh = ctx.sqlite("training-dwh", "CREATE TABLE flowers (sepal_length REAL, sepal_width "
+                     "REAL, petal_length REAL, petal_width REAL, species INTEGER)",
+                     {"flowers": [(*map(float, row), int(label))
+                                  for row, label in zip(iris.data, iris.target, strict=True)]})
+    config = ctx.tmp / f"config-{next(_ids)}.json"
+    config.write_text(json.dumps({"model_path": str(ctx.shop.iris), "dwh_path": str(dwh),
+                                  "dwh_user": "trainer", "train_threads": 8}))
+    return {"CONFIG_PATH": str(config)}
+
+
 def _template(ctx: Context) -> dict[str, str]:
     # the spec names its model relative to itself: put the iris model beside iris.yaml
     folder = ctx.module_path("serving/template", "x").parent
@@ -457,6 +472,10 @@ def _apps() -> list[LabApp]:
                               "qa/shadow-ab:candidate_app:create_app", "candidate")}),
                           "LOG_PATH": str(c.tmp / f"shadow-{next(_ids)}.sqlite")},
                _proxy_502({"primary": ()}), rows=iris_rows),
+        LabApp("training/anti-training-code-in-serving", "fat_server", "create_app",
+               _training_config, rows=iris_rows),
+        LabApp("training/anti-training-code-in-serving", "lean_server", "create_app",
+               lambda c: {"MODEL_PATH": str(c.shop.iris)}, rows=iris_rows),
         # a 502 only when the model's manifest cannot be read; a failed or late model
         # call is the chapter's fallback (a 200)
         LabApp("operation/parameter-based-serving", "param_proxy", "create_app",
