@@ -395,6 +395,13 @@ def _monitored(ctx: Context) -> dict[str, str]:
             "LOG_PATH": str(ctx.tmp / f"monitored-{next(_ids)}.sqlite")}
 
 
+def _labels_api(ctx: Context) -> dict[str, str]:
+    path = ctx.tmp / f"labels-{next(_ids)}.json"
+    path.write_text(json.dumps([{"flower": i, "species": ("setosa", "versicolor")[i % 2]}
+                                for i in range(120)]))
+    return {"LABELS_PATH": str(path), "API_SECRET": "fuzz-secret"}
+
+
 def _apps() -> list[LabApp]:
     iris_rows = {"POST /predict": {"width": 4}}
     knn_rows = {"POST /predict": {"width": 32}}
@@ -453,6 +460,7 @@ def _apps() -> list[LabApp]:
                lambda c: {"PREP_PATH": str(c.shop.prep_params),
                           "MODEL_PATH": str(c.shop.patch_model)}),
         LabApp("serving/template", "service_template", "create_app", _template),
+        LabApp("training/anti-too-many-pipes", "labels_api", "create_app", _labels_api),
         LabApp("qa/online-ab", "ab_proxy", "create_app",
                lambda c: {"A_URL": _serve_model(c, c.shop.iris, "model-A"),
                           "B_URL": _serve_model(c, c.shop.iris, "model-B"),
