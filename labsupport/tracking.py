@@ -30,6 +30,8 @@ QUIET_ENV = {
 }
 for _key, _value in QUIET_ENV.items():
     os.environ.setdefault(_key, _value)
+# tqdm, imported by MLflow, warns in a kernel without ipywidgets; the labs show no bars
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 __all__ = ["QUIET_ENV", "artifact_root", "quiet", "store_uri", "tracking_server", "use_store"]
 
