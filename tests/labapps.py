@@ -369,6 +369,26 @@ def _training_config(ctx: Context) -> dict[str, str]:
     return {"CONFIG_PATH": str(config)}
 
 
+def _card_server(ctx: Context) -> dict[str, str]:
+    # anti-nobody-knows: the iris model, a one-class outlier detector and the model card
+    # (the manifest plus owner); the contract on, so the unit check is fuzzed too
+    from skl2onnx import to_onnx
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import OneClassSVM
+
+    iris = ctx.shop.iris_data
+    detector = ctx.tmp / f"detector-{next(_ids)}.onnx"
+    fitted = make_pipeline(StandardScaler(), OneClassSVM(nu=0.1)).fit(iris.X_train)
+    detector.write_bytes(to_onnx(fitted, iris.X_train[:1]).SerializeToString())
+    card = json.loads(models.manifest_path(ctx.shop.iris).read_text())
+    card.update(owner="fuzz", version=str(card["version"]))
+    card_path = ctx.tmp / f"card-{next(_ids)}.json"
+    card_path.write_text(json.dumps(card))
+    return {"MODEL_PATH": str(ctx.shop.iris), "DETECTOR_PATH": str(detector),
+            "CARD_PATH": str(card_path), "CONTRACT": "on"}
+
+
 def _template(ctx: Context) -> dict[str, str]:
     # the spec names its model relative to itself: put the iris model beside iris.yaml
     folder = ctx.module_path("serving/template", "x").parent
@@ -499,6 +519,7 @@ def _apps() -> list[LabApp]:
                lambda c: {"MODEL_PATH": str(c.shop.iris), "IMAGE_DIGEST": "sha256:" + "0" * 64}),
         LabApp("operation/data-model-versioning", "version_registry", "create_app",
                lambda c: {"REGISTRY_DIR": str(c.tmp / f"registry-{next(_ids)}")}),
+        LabApp("operation/anti-nobody-knows", "card_server", "create_app", _card_server),
         LabApp("operation/prediction-monitoring", "monitored_app", "create_app", _monitored),
     ]
 
