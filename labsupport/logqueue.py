@@ -2,9 +2,9 @@
 stream, and a consumer process writes them into the SQLite prediction log
 (:mod:`labsupport.predlog`'s ``predictions`` table) in batches.
 
-The request path pays one ``XADD`` (tens of microseconds on loopback), whatever the store
-costs; the store gets few large transactions instead of one per request. Nothing is lost
-when the consumer dies:
+The request path pays one ``XADD`` (a round trip to Redis), or only an append to an
+in-process buffer with :class:`Publisher`, whatever the store costs; the store gets few
+large transactions instead of one per request. Nothing is lost when the consumer dies:
 
 * the consumer reads through a **consumer group** (``XREADGROUP``): an event it has read
   stays in the group's pending-entries list until it is **acknowledged** (``XACK``), which
@@ -27,11 +27,13 @@ and the lifecycle chapters log through it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import sqlite3
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any
@@ -80,6 +82,123 @@ def publish(client: redis.Redis, *, stream: str = STREAM, **fields: Any) -> str:
 async def apublish(client: Any, *, stream: str = STREAM, **fields: Any) -> str:
     """:func:`publish` on a ``redis.asyncio`` client (in an ``async def`` handler)."""
     return await client.xadd(stream, event(**fields))
+
+
+class Publisher:
+    """Ships events to ``stream`` off the request path, for an ``async def`` handler.
+
+    :meth:`put` appends a row (built by :func:`labsupport.predlog.make_row`) to a bounded
+    in-process buffer, a few microseconds; a background task on the same event loop waits
+    ``linger_s`` after the first event, then sends up to ``batch`` events in one pipeline
+    (one round trip to Redis for all of them). When Redis fails, the events stay buffered
+    and are sent again later (``failed`` counts the attempts, ``last_error`` says why);
+    when the buffer is full, new events are dropped and counted in ``dropped``, so a Redis
+    outage never blocks or fails a request. The price: a server process killed before
+    a flush loses the events of its last ``linger_s``. Call :meth:`aclose` at shutdown (a
+    FastAPI lifespan) to send what is left. ``client`` is a ``redis.asyncio`` client.
+    Introduced in *operation/prediction-log*.
+    """
+
+    def __init__(self, client: Any, *, stream: str = STREAM, linger_s: float = 0.02,
+                 batch: int = 256, max_buffer: int = 100_000):
+        if not linger_s >= 0:
+            raise ValueError(f"linger_s must be >= 0, not {linger_s}")
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, not {batch}")
+        if max_buffer < 1:
+            raise ValueError(f"max_buffer must be >= 1, not {max_buffer}")
+        self.client, self.stream = client, stream
+        self.linger_s, self.batch, self.max_buffer = linger_s, batch, max_buffer
+        self.sent = self.dropped = self.failed = 0
+        self.last_error: str | None = None
+        self._buffer: deque[tuple] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._closing = False
+
+    @property
+    def buffered(self) -> int:
+        """Events put and not yet sent."""
+        return len(self._buffer)
+
+    def put(self, row: Sequence[Any]) -> bool:
+        """Buffer one row for sending; False (and ``dropped`` + 1) when the buffer is
+        full. Call it on the event loop that serves the requests."""
+        if len(row) != len(predlog.COLUMNS):
+            raise ValueError(f"row must have {len(predlog.COLUMNS)} fields, not {len(row)}")
+        if self._closing:
+            raise RuntimeError("this Publisher is closed")
+        if len(self._buffer) >= self.max_buffer:
+            self.dropped += 1
+            return False
+        self._buffer.append(tuple(row))
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        assert self._wake is not None
+        self._wake.set()
+        return True
+
+    async def _send(self) -> None:
+        batch = [self._buffer.popleft() for _ in range(min(self.batch, len(self._buffer)))]
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for row in batch:
+                    pipe.xadd(self.stream, encode(row))
+                await pipe.execute()
+        except (redis.RedisError, OSError) as error:
+            # back in front, in order: sent again later (a partial send repeats some
+            # events, which the consumer's idempotent insert absorbs)
+            self._buffer.extendleft(reversed(batch))
+            self.failed += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+            raise
+        self.sent += len(batch)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._buffer:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self.linger_s and not self._closing and len(self._buffer) < self.batch:
+                await asyncio.sleep(self.linger_s)  # let a batch gather
+            while self._buffer:
+                try:
+                    await self._send()
+                except (redis.RedisError, OSError):
+                    if self._closing:
+                        return
+                    await asyncio.sleep(max(self.linger_s, 0.1))
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event put so far is sent; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._buffer and time.monotonic() < deadline:
+            if self._wake is not None:
+                self._wake.set()
+            await asyncio.sleep(0.005)
+        return not self._buffer
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Send what is buffered (trying for up to ``timeout`` seconds), then stop; what
+        could not be sent is counted in ``dropped``. Idempotent."""
+        if self._closing:
+            return
+        await self.flush(timeout)
+        self._closing = True
+        if self._task is not None:
+            assert self._wake is not None
+            self._wake.set()
+            try:
+                await asyncio.wait_for(self._task, timeout=1.0)
+            except (redis.RedisError, OSError):  # OSError covers TimeoutError
+                self._task.cancel()
+        self.dropped += len(self._buffer)
+        self._buffer.clear()
 
 
 def decode(fields: Mapping[str, Any]) -> tuple:

@@ -174,3 +174,70 @@ def test_async_publish(server: RedisServer) -> None:
     entry_id = asyncio.run(_apublish(server.url))
     [(got_id, fields)] = server.client().xrange(logqueue.STREAM)
     assert got_id == entry_id and logqueue.decode(fields)[0] == "async-1"
+
+
+async def _buffered(url: str, n: int) -> tuple[int, int, float]:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    publisher = logqueue.Publisher(client, linger_s=0.05, batch=64)
+    rows = [predlog.make_row(request_id=f"b{i}", variant="served") for i in range(n)]
+    for row in rows[:10]:  # less than a batch: sent once linger_s has passed
+        publisher.put(row)
+    await asyncio.sleep(0.01)
+    length_before_linger = await client.xlen(logqueue.STREAM)
+    started = time.perf_counter()
+    for row in rows[10:]:  # full batches go at once
+        assert publisher.put(row)
+    put_s = time.perf_counter() - started
+    assert await publisher.flush(timeout=10)
+    await publisher.aclose()
+    await client.aclose()
+    return length_before_linger, publisher.sent, put_s
+
+
+def test_publisher_buffers_then_sends_everything_in_batches(server: RedisServer) -> None:
+    import asyncio
+
+    before, sent, put_s = asyncio.run(_buffered(server.url, 500))
+    assert before == 0 and sent == 500
+    assert put_s < 0.5, f"500 puts took {put_s:.3f} s"
+    ids = [logqueue.decode(fields)[0] for _, fields in server.client().xrange(logqueue.STREAM)]
+    assert ids == [f"b{i}" for i in range(500)]
+
+
+async def _outage(url: str) -> tuple[int, int, int, str | None]:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from labsupport.servers import free_port
+
+    # nothing listens on this port: every send fails, nothing blocks, the buffer is bounded
+    dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2)
+    publisher = logqueue.Publisher(dead, linger_s=0.01, max_buffer=20)
+    accepted = sum(publisher.put(predlog.make_row(request_id=f"o{i}", variant="a"))
+                   for i in range(30))
+    await asyncio.sleep(0.3)
+    failed, error = publisher.failed, publisher.last_error
+    await publisher.aclose(timeout=0.3)
+    await dead.aclose()
+    return accepted, publisher.dropped, failed, error
+
+
+def test_publisher_survives_a_redis_outage_without_blocking(server: RedisServer) -> None:
+    import asyncio
+
+    accepted, dropped, failed, error = asyncio.run(_outage(server.url))
+    assert accepted == 20 and failed >= 1 and error
+    assert dropped == 30  # 10 refused by the full buffer, 20 never sent before closing
+
+
+def test_publisher_bad_settings_and_rows() -> None:
+    for kwargs in ({"linger_s": -1}, {"batch": 0}, {"max_buffer": 0}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            logqueue.Publisher(None, **kwargs)
+    with pytest.raises(ValueError, match="fields"):
+        logqueue.Publisher(None).put(("short",))
