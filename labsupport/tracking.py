@@ -27,6 +27,8 @@ QUIET_ENV = {
     # the job runner starts half a dozen consumer processes that outlive a SIGTERM
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "GIT_PYTHON_REFRESH": "quiet",
+    # a progress bar per artifact download is noise in a page
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 for _key, _value in QUIET_ENV.items():
     os.environ.setdefault(_key, _value)
