@@ -521,6 +521,13 @@ def _apps() -> list[LabApp]:
                lambda c: {"REGISTRY_DIR": str(c.tmp / f"registry-{next(_ids)}")}),
         LabApp("operation/anti-nobody-knows", "card_server", "create_app", _card_server),
         LabApp("operation/prediction-monitoring", "monitored_app", "create_app", _monitored),
+        LabApp("operation/prediction-log", "predlog_app", "create_app",
+               lambda c: {"MODEL_PATH": str(c.shop.iris), "LOG_MODE": "queue",
+                          "REDIS_URL": c.redis(),
+                          "LOG_DB": str(c.tmp / f"predlog-{next(_ids)}.sqlite")}),
+        LabApp("operation/anti-no-logging", "incident_app", "create_app",
+               lambda c: {"MODEL_PATH": str(c.shop.iris), "PREDICTION_LOG": "on",
+                          "REDIS_URL": c.redis()}),
     ]
 
 
