@@ -422,6 +422,19 @@ def _labels_api(ctx: Context) -> dict[str, str]:
     return {"LABELS_PATH": str(path), "API_SECRET": "fuzz-secret"}
 
 
+def _discovery(ctx: Context) -> dict[str, str]:
+    """training-to-serving's Redis discovery hash holding one live member: the iris server."""
+    import redis
+
+    url = ctx.redis()
+    store = redis.Redis.from_url(url)
+    card = {"url": _serve_model(ctx, ctx.shop.iris, "model-v1"), "version": "1", "model": "iris"}
+    store.hset("discovery:members", "model-v1", json.dumps(card))
+    store.set("discovery:lease:model-v1", 1)  # no TTL: live for the whole test
+    store.close()
+    return {"REDIS_URL": url}
+
+
 def _apps() -> list[LabApp]:
     iris_rows = {"POST /predict": {"width": 4}}
     knn_rows = {"POST /predict": {"width": 32}}
@@ -528,6 +541,13 @@ def _apps() -> list[LabApp]:
         LabApp("operation/anti-no-logging", "incident_app", "create_app",
                lambda c: {"MODEL_PATH": str(c.shop.iris), "PREDICTION_LOG": "on",
                           "REDIS_URL": c.redis()}),
+        # without REDIS_URL the member announces nothing (a cluster's Service discovers it)
+        LabApp("lifecycle/training-to-serving", "member_app", "create_app",
+               lambda c: {"MODEL_PATH": str(c.shop.iris), "MEMBER_ID": "model-v1"},
+               rows=iris_rows),
+        LabApp("lifecycle/training-to-serving", "horizontal_proxy", "create_app", _discovery,
+               _proxy_502({"model-v1": ()}),
+               rows={"POST /predict": {"width": 4}, "POST /fanout": {"width": 4}}),
     ]
 
 
