@@ -12,8 +12,12 @@ Modules, each named for what it gives:
 * ``proxy``: the scaffold of a proxy app (pooled client, deadlines, 502/504 naming the
   upstream); ``timeline``: background samplers, clocks, drains;
 * ``manifests``: each chapter's Kubernetes objects, rendered from what the lab ran;
-* ``predlog``: the prediction log (SQLite, written off the request path); ``abtest``: the
-  statistics of an online test (sample size, two-proportion test, bootstrap, peeking);
+* ``predlog``: the prediction log (SQLite, written off the request path); ``logqueue``:
+  the same log through a Redis stream (a consumer group, nothing lost when a consumer
+  dies); ``abtest``: the statistics of an online test (sample size, two-proportion test,
+  bootstrap, peeking);
+* ``modelload``: a model fetched from the registry by alias, with a compatibility check;
+  ``monitor``: rules and drift tests over windows of traffic;
 * ``tracking``: MLflow runs and registry in the chapter's folder, or a tracking server;
 * ``toc`` and ``summaries``: the book's one list of chapters, and what the summary pages
   collect from them.
@@ -46,8 +50,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "abtest", "apps", "check", "diagrams", "load", "manifests", "models", "plots", "predlog",
-    "proxy", "redis", "servers", "summaries", "timeline", "toc", "tracking",
+    "abtest", "apps", "check", "diagrams", "load", "logqueue", "manifests", "modelload",
+    "models", "monitor", "plots", "predlog", "proxy", "redis", "servers", "summaries",
+    "timeline", "toc", "tracking",
     "claim", "glue", "interleave", "ratio", "free_port", "running", "serve", "start_process",
     "stop_all", "setup", "workdir", "chapter_slug",
 ]
