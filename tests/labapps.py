@@ -435,6 +435,30 @@ def _discovery(ctx: Context) -> dict[str, str]:
     return {"REDIS_URL": url}
 
 
+def _approved_registry(ctx: Context) -> dict[str, str]:
+    """train-then-serve's registry: iris@champion is the iris model, reviewed and approved."""
+    from mlflow import MlflowClient
+
+    from labsupport import modelload
+
+    folder = ctx.tmp / f"registry-{next(_ids)}"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    folder.mkdir()
+    version = modelload.register(ctx.shop.iris, "iris", tracking_uri=uri, alias="champion",
+                                 artifact_location=(folder / "artifacts").as_uri())
+    for key, value in {"review": "approved", "state": "approved"}.items():
+        MlflowClient(tracking_uri=uri, registry_uri=uri).set_model_version_tag(
+            "iris", version, key, value)
+    return {"MLFLOW_TRACKING_URI": uri, "MODEL_NAME": "iris", "MODEL_ALIAS": "champion",
+            "MODEL_CACHE": str(folder / "cache")}
+
+
+def _no_approved_model_503(status: int, body: Any, log: list) -> bool:
+    # train-then-serve's gated server before its approved model is loaded
+    return (status == 503 and isinstance(body, dict)
+            and body.get("detail") == "no approved model loaded yet")
+
+
 def _apps() -> list[LabApp]:
     iris_rows = {"POST /predict": {"width": 4}}
     knn_rows = {"POST /predict": {"width": 32}}
@@ -545,6 +569,13 @@ def _apps() -> list[LabApp]:
         LabApp("lifecycle/training-to-serving", "member_app", "create_app",
                lambda c: {"MODEL_PATH": str(c.shop.iris), "MEMBER_ID": "model-v1"},
                rows=iris_rows),
+        LabApp("lifecycle/train-then-serve", "gated_server", "create_app", _approved_registry,
+               _no_approved_model_503, rows=iris_rows),
+        LabApp("lifecycle/train-then-serve", "ab_proxy", "create_app",
+               lambda c: {"CHAMPION_URL": _serve_model(c, c.shop.iris, "champion"),
+                          "CANDIDATE_URL": _serve_model(c, c.shop.iris, "candidate"),
+                          "REDIS_URL": c.redis(), "CANDIDATE_PERCENT": "50"},
+               _proxy_502({"champion": (), "candidate": ()}), rows=iris_rows),
         LabApp("lifecycle/training-to-serving", "horizontal_proxy", "create_app", _discovery,
                _proxy_502({"model-v1": ()}),
                rows={"POST /predict": {"width": 4}, "POST /fanout": {"width": 4}}),
