@@ -459,6 +459,24 @@ def _no_approved_model_503(status: int, body: Any, log: list) -> bool:
             and body.get("detail") == "no approved model loaded yet")
 
 
+def _model_registry(ctx: Context) -> dict[str, str]:
+    """An MLflow registry (an SQLite store) whose iris@champion is the iris model."""
+    from labsupport import modelload
+
+    folder = ctx.tmp / f"registry-{next(_ids)}"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    folder.mkdir()
+    modelload.register(ctx.shop.iris, "iris", tracking_uri=uri, alias="champion",
+                       artifact_location=(folder / "artifacts").as_uri())
+    return {"MLFLOW_TRACKING_URI": uri, "MODEL_NAME": "iris", "MODEL_ALIAS": "champion",
+            "MODEL_CACHE": str(folder / "cache")}
+
+
+def _not_ready_503(status: int, body: Any, log: list) -> bool:
+    # model-load's /predict and /ready before its model is loaded
+    return status == 503 and isinstance(body, dict) and body.get("detail") == "model not loaded yet"
+
+
 def _apps() -> list[LabApp]:
     iris_rows = {"POST /predict": {"width": 4}}
     knn_rows = {"POST /predict": {"width": 32}}
@@ -554,6 +572,8 @@ def _apps() -> list[LabApp]:
                rows={"POST /predict": {"width": 4, "headers": {"x-region": "a"}}}),
         LabApp("operation/model-in-image", "image_app", "create_app",
                lambda c: {"MODEL_PATH": str(c.shop.iris), "IMAGE_DIGEST": "sha256:" + "0" * 64}),
+        LabApp("operation/model-load", "model_load_app", "create_app", _model_registry,
+               _not_ready_503),
         LabApp("operation/data-model-versioning", "version_registry", "create_app",
                lambda c: {"REGISTRY_DIR": str(c.tmp / f"registry-{next(_ids)}")}),
         LabApp("operation/anti-nobody-knows", "card_server", "create_app", _card_server),
