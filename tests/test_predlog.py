@@ -100,21 +100,25 @@ def test_many_threads_lose_no_row_and_batch_writes(tmp_path: Path) -> None:
 
 
 def test_log_does_not_block_an_event_loop_while_the_database_is_locked(tmp_path: Path) -> None:
-    db = tmp_path / "log.db"
-    log = predlog.PredictionLog(db, flush_s=0.01)
-    # another connection holds the write lock: the writer thread waits on it, the caller not
-    blocker = sqlite3.connect(db, timeout=0)
-    blocker.execute("BEGIN IMMEDIATE")
-
-    async def handler_loop() -> float:
+    async def handler_loop(log: predlog.PredictionLog) -> float:
         started = time.perf_counter()
         for i in range(200):
             log.log(request_id=f"r{i}", variant="a", prediction=i)
             await asyncio.sleep(0)
         return time.perf_counter() - started
 
-    took = asyncio.run(handler_loop())
-    assert took < 0.5, f"200 log calls took {took:.3f} s with the database locked"
+    free = predlog.PredictionLog(tmp_path / "free.db", flush_s=0.01)
+    unlocked = asyncio.run(handler_loop(free))
+    free.close()
+    db = tmp_path / "log.db"
+    log = predlog.PredictionLog(db, flush_s=0.01)
+    # another connection holds the write lock: the writer thread waits on it, the caller not
+    blocker = sqlite3.connect(db, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    took = asyncio.run(handler_loop(log))
+    # the same calls with the database free, in this run; a floor for a busy machine
+    assert took < max(0.5, 10 * unlocked), \
+        f"200 log calls took {took:.3f} s locked, {unlocked:.3f} s unlocked"
     assert log.written == 0
     blocker.rollback()
     blocker.close()
