@@ -146,6 +146,10 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None
 def test_failed_batch_is_counted_and_the_writer_goes_on(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     log = predlog.PredictionLog(db, flush_s=0.01)
+    # one row written first: the writer thread has opened its connection (which creates
+    # the tables) before the table is dropped under it
+    log.log(request_id="before", variant="a")
+    assert log.flush(timeout=10) and log.written == 1
     con = sqlite3.connect(db)
     con.execute("DROP TABLE predictions")
     con.commit()
