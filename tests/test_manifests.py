@@ -10,6 +10,7 @@ its real dependencies), served on 127.0.0.1, and the probe's path is called.
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import httpx
@@ -179,8 +180,19 @@ def probe_problems(slug: str, objs: list[dict], ctx: Context) -> list[str]:
                     problems.append(f"{workload['metadata']['name']}: {kind} port {get['port']} "
                                     "is not the port uvicorn binds")
                 app = ctx.build(REGISTRY[_app_key(slug, " ".join(command))])
+                probe = c[kind]
+                # as the kubelet does: a probe may fail until failureThreshold x periodSeconds
+                # have passed (a model-load server is not ready until its model is loaded)
+                patience = probe.get("failureThreshold", 3) * probe.get("periodSeconds", 10)
+                if kind == "livenessProbe":
+                    patience += probe.get("initialDelaySeconds", 0)
                 with lab.serve(app, mode="thread", health=None) as server:
-                    status = httpx.get(server.url + get["path"], timeout=10).status_code
+                    deadline = time.monotonic() + patience
+                    while True:
+                        status = httpx.get(server.url + get["path"], timeout=10).status_code
+                        if status != 503 or time.monotonic() > deadline:  # 503: not yet
+                            break
+                        time.sleep(0.2)
                 if status != 200:
                     problems.append(f"{workload['metadata']['name']}: {kind} GET {get['path']} "
                                     f"answers {status}")
