@@ -77,7 +77,9 @@ def chapter_map(root: Path, page: Path) -> str:
         text += "" if slug in written else " (to come)"
         columns[category].append(f"{number}. {text}")
     done = sum(1 for slug, _ in entries if slug in written)
-    lines = [f"{done} of the {number} entries are written and run; the others are on their way.",
+    status = (f"All {number} entries are written and run." if done == number else
+              f"{done} of the {number} entries are written and run; the others are on their way.")
+    lines = [status,
              ""]
     groups = [("Serving", ["serving"]), ("QA and training", ["qa", "training"]),
               ("Operation and lifecycle", ["operation", "lifecycle"])]
