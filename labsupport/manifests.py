@@ -189,6 +189,29 @@ def container(name: str, image_ref: str, command: Sequence[str], *,
     return spec
 
 
+MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.2"  # the version requirements.txt pins
+
+
+def mlflow_server(slug: str, component: str, port: int, *, volume: str = "store",
+                  cpu: str = "250m", memory: str = "512Mi") -> Obj:
+    """The MLflow tracking server and model registry, as a container (the labs'
+    ``lab.tracking.tracking_server``): its SQLite store and artifacts on ``volume`` at
+    /store, one worker, MLflow's job runner off, and the Service's own name among the
+    Host headers it accepts (MLflow 3 refuses every host but localhost and private IPs
+    unless told). A TCP probe: ``/health`` would need the allowed host too. Introduced in
+    *training/batch-training*."""
+    host = name_of(slug, component)
+    return container(
+        "mlflow", MLFLOW_IMAGE,
+        ["mlflow", "server", "--host", "0.0.0.0", "--port", str(port),
+         "--backend-store-uri", "sqlite:////store/mlflow.db",
+         "--artifacts-destination", "/store/artifacts", "--workers", "1",
+         "--allowed-hosts", f"{host},{host}:*"],
+        health=None, tcp_port=port, cpu=cpu, memory=memory,
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        mounts=[{"name": volume, "mountPath": "/store"}])
+
+
 def _pod(name: str, containers: Sequence[Obj], *, volumes: Sequence[Obj] = (),
          init: Sequence[Obj] = (), restart: str | None = None, grace: int = 30) -> Obj:
     spec: Obj = {"containers": list(containers), "terminationGracePeriodSeconds": grace}

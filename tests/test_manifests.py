@@ -302,3 +302,22 @@ def test_broken_objects_do_not_leak_into_the_registry():
     before = copy.deepcopy(manifests.render("serving/web-single"))
     _web_single()["Deployment"]["spec"]["replicas"] = 99
     assert manifests.render("serving/web-single") == before
+
+
+def test_every_mlflow_server_accepts_its_own_service_name():
+    # MLflow 3 answers 403 to a Host header other than localhost or a private IP: a client
+    # reaching the registry through its Service must be allowed by name
+    found = 0
+    for slug in SLUGS:
+        objs = manifests.render(slug)
+        services = [o for o in objs if o["kind"] == "Service"]
+        for _, pod in manifests._workloads(objs):
+            for c in pod["spec"]["containers"]:
+                if c["command"][:2] != ["mlflow", "server"]:
+                    continue
+                found += 1
+                allowed = c["command"][c["command"].index("--allowed-hosts") + 1].split(",")
+                names = [s["metadata"]["name"] for s in services
+                         if s["spec"]["selector"].items() <= pod["metadata"]["labels"].items()]
+                assert names and all(n in allowed for n in names), (slug, allowed, names)
+    assert found >= 6

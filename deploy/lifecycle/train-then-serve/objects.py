@@ -24,14 +24,7 @@ def objects(p: dict[str, Any]) -> list[dict[str, Any]]:
     registry_url = f"{k8s.url(SLUG, 'registry')}:{REGISTRY_PORT}"
     store = [{"name": "store", "persistentVolumeClaim": {
         "claimName": k8s.name_of(SLUG, "registry-store")}}]
-    mlflow = k8s.container(
-        "mlflow", "ghcr.io/mlflow/mlflow:v3.17.2",
-        ["mlflow", "server", "--host", "0.0.0.0", "--port", str(REGISTRY_PORT),
-         "--backend-store-uri", "sqlite:////store/mlflow.db",
-         "--artifacts-destination", "/store/artifacts", "--workers", "1"],
-        health=None, tcp_port=REGISTRY_PORT, cpu="250m", memory="512Mi",
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        mounts=[{"name": "store", "mountPath": "/store"}])
+    mlflow = k8s.mlflow_server(SLUG, "registry", REGISTRY_PORT, volume="store")
     dwh = [{"name": "dwh", "persistentVolumeClaim": {"claimName": k8s.name_of(SLUG, "dwh")}}]
     train = k8s.container(
         "train", k8s.image(SLUG, "train"),

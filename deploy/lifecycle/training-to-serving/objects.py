@@ -57,13 +57,7 @@ def objects(p: dict[str, Any]) -> list[dict[str, Any]]:
     config = k8s.name_of(SLUG)
     account = k8s.name_of(SLUG, "release")
     data = [{"name": "data", "persistentVolumeClaim": {"claimName": k8s.name_of(SLUG, "data")}}]
-    mlflow = k8s.container(
-        "mlflow", "ghcr.io/mlflow/mlflow:v3.17.2",
-        ["mlflow", "server", "--host", "0.0.0.0", "--port", str(REGISTRY_PORT),
-         "--backend-store-uri", "sqlite:////data/mlflow.db",
-         "--artifacts-destination", "/data/artifacts"],
-        health=None, tcp_port=REGISTRY_PORT, cpu="250m", memory="512Mi",
-        mounts=[{"name": "data", "mountPath": "/data"}])
+    mlflow = k8s.mlflow_server(SLUG, "registry", REGISTRY_PORT, volume="data")
     train = k8s.container(
         "train", k8s.image(SLUG, "train"),
         ["sh", "-c", "exec python train_job.py --job \"$(date +%s)\""],

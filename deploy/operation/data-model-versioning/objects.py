@@ -19,7 +19,6 @@ def _disk(component: str, size: str, *, lab: str, does: str) -> tuple[dict, dict
 
 def objects(p: dict[str, Any]) -> list[dict]:
     registry = k8s.name_of(SLUG, "registry")
-    mlflow = k8s.name_of(SLUG, "mlflow")
     data = [{"name": "data", "mountPath": "/data"}]
 
     registry_disk, registry_volume = _disk(
@@ -39,12 +38,7 @@ def objects(p: dict[str, Any]) -> list[dict]:
     mlflow_disk, mlflow_volume = _disk(
         "mlflow", "10Gi", lab="lab.tracking.use_store(RUN, ...): mlflow.db and mlartifacts",
         does="MLflow's run and model-version database and its artifacts.")
-    server = k8s.container(
-        "mlflow", k8s.image(SLUG, "mlflow"),
-        ["mlflow", "server", "--backend-store-uri", "sqlite:////data/mlflow.db",
-         "--artifacts-destination", "/data/artifacts", "--host", "0.0.0.0",
-         "--port", str(k8s.PORT), "--workers", "2", "--allowed-hosts", f"{mlflow},{mlflow}:80"],
-        health=None, tcp_port=k8s.PORT, cpu="250m", memory="512Mi", mounts=data)
+    server = k8s.mlflow_server(SLUG, "mlflow", k8s.PORT, volume="data")
     tracking = k8s.deployment(
         SLUG, "mlflow", [server], replicas=1, volumes=[mlflow_volume],
         lab="the MLflow store the chapter logs runs and model versions to",

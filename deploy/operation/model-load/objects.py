@@ -22,13 +22,7 @@ def objects(p: dict[str, Any]) -> list[dict[str, Any]]:
     cache = {"name": "models", "mountPath": "/models"}
     claim = k8s.name_of(SLUG, "registry-data")
     store = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
-    mlflow = k8s.container(
-        "mlflow", "ghcr.io/mlflow/mlflow:v3.17.2",
-        ["mlflow", "server", "--host", "0.0.0.0", "--port", str(REGISTRY_PORT),
-         "--backend-store-uri", "sqlite:////data/mlflow.db",
-         "--artifacts-destination", "/data/artifacts"],
-        health=None, tcp_port=REGISTRY_PORT, cpu="250m", memory="512Mi",
-        mounts=[{"name": "data", "mountPath": "/data"}])
+    mlflow = k8s.mlflow_server(SLUG, "registry", REGISTRY_PORT, volume="data")
     fetch = k8s.container("fetch-model", k8s.image(SLUG, ""), ["python", "-c", PREFETCH],
                           health=None, config=config, cpu="100m", memory="256Mi", mounts=[cache])
     server = k8s.container("app", k8s.image(SLUG, ""), k8s.uvicorn("model_load_app:create_app"),

@@ -21,14 +21,7 @@ def objects(p: dict[str, Any]) -> list[dict[str, Any]]:
     mlflow_url = f"{k8s.url(SLUG, 'mlflow')}:{MLFLOW_PORT}"
     store = [{"name": "store", "persistentVolumeClaim": {
         "claimName": k8s.name_of(SLUG, "mlflow-store")}}]
-    server = k8s.container(
-        "mlflow", k8s.image(SLUG, "mlflow"),
-        ["mlflow", "server", "--backend-store-uri", "sqlite:////store/mlflow.db",
-         "--artifacts-destination", "/store/artifacts", "--host", "0.0.0.0",
-         "--port", str(MLFLOW_PORT), "--workers", "1"],
-        health=None, tcp_port=MLFLOW_PORT, cpu="250m", memory="512Mi",
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        mounts=[{"name": "store", "mountPath": "/store"}])
+    server = k8s.mlflow_server(SLUG, "mlflow", MLFLOW_PORT, volume="store")
     dwh = [{"name": "dwh", "persistentVolumeClaim": {"claimName": k8s.name_of(SLUG, "dwh")}}]
     # The day's partition is yesterday's date; in the lab it was the tick's day number.
     line = ('exec python train_job.py /data/dwh.sqlite --day "$(date -d yesterday +%Y%m%d)" '

@@ -27,12 +27,7 @@ def objects(p: dict[str, Any]) -> list[dict[str, Any]]:
                               ["redis-server", "--appendonly", "yes", "--dir", "/data"],
                               health=None, tcp_port=6379, cpu="100m", memory="256Mi",
                               mounts=[data])
-    mlflow_box = k8s.container(
-        "mlflow", k8s.image(SLUG, "mlflow"),
-        ["mlflow", "server", "--backend-store-uri", "sqlite:////data/mlflow.db",
-         "--artifacts-destination", "/data/artifacts", "--host", "0.0.0.0",
-         "--port", str(MLFLOW_PORT)],
-        health=None, tcp_port=MLFLOW_PORT, cpu="250m", memory="1Gi", mounts=[data])
+    mlflow_box = k8s.mlflow_server(SLUG, "mlflow", MLFLOW_PORT, volume="data", memory="1Gi")
     # worker-0, worker-1...: the pod's index names the worker and offsets its seed
     line = ("exec python search_worker.py --storage \"$STUDY_STORAGE\" --study \"$STUDY\" "
             f"--trials {share} --worker \"worker-$JOB_COMPLETION_INDEX\" "
